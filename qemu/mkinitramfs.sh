@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Build a guest initramfs for ARCH: busybox, the test runner, binfmt_ape.ko, binfmt_misc.ko
+# (with modules.dep, for the module's request_module), the real APEs, the fixtures and the
+# corpus. Its init runs `ape-runner MODE...` and powers off.
+#
+# Usage: mkinitramfs.sh OUT.cpio.gz KERNEL_BUILD_DIR MODULE.ko MODE [ARGS...]
+#   APE_FILE=path   also copy a user's APE to /ape/user/<name> (demo)
+set -euo pipefail
+LOG_TAG=initramfs
+. "$(dirname "$0")/../scripts/lib.sh"
+
+[ $# -ge 4 ] || { sed -n '3,10p' "$0"; exit 2; }
+out=$1 kdir=$2 ko=$3
+shift 3
+arch_facts "$ARCH"
+rarch=$(rust_arch "$ARCH")
+apes=$("$BINFMT_APE_ROOT"/scripts/fetch-apes.sh)
+fixtures=$BUILD/fixtures
+[ -e "$fixtures/SHA256SUMS" ] || die "no fixtures: run scripts/fixtures.sh"
+runner=$BINFMT_APE_ROOT/tests/target/$RUST_TARGET/release/ape-runner
+[ -x "$runner" ] || die "no guest runner: $runner"
+case $KARCH in
+x86_64) busybox=/bin/busybox ;;
+arm64) busybox=$CACHE/busybox-arm64/bin/busybox ;;
+esac
+[ -x "$busybox" ] || die "no busybox for $KARCH (run scripts/setup.sh)"
+
+root=$(mktemp -d)
+trap 'rm -rf "$root"' EXIT
+mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,test,ape/real,ape/user,lib/modules}
+cp "$busybox" "$root/bin/busybox"
+for a in sh mount umount insmod rmmod lsmod modprobe dmesg reboot cat echo mkdir ls sleep; do
+	ln -s busybox "$root/bin/$a"
+done
+ln -s ../bin/busybox "$root/sbin/modprobe"
+cp "$runner" "$root/bin/ape-runner"
+cp "$fixtures/payload/$rarch/payload-exec" "$fixtures/payload/$rarch/payload-dyn" "$root/bin/"
+cp "$fixtures/payload/$rarch/payload-exec" "$root/bin/sentinel"
+cp -r "$fixtures/fix" "$fixtures/corpus" "$root/ape/"
+cp "$apes/ent.com" "$apes/pledge" "$root/ape/real/"
+cp "$apes/$rarch/ent.elf" "$root/ape/real/ent.elf"
+head -c 65536 "$apes/ent.com" >"$root/ape/real/input"
+printf '#!/bin/sh\necho "hello from #!"\n' >"$root/test/hello.sh"
+chmod 755 "$root/test/hello.sh"
+cp "$ko" "$root/lib/modules/binfmt_ape.ko"
+release=$(cat "$kdir/include/config/kernel.release")
+if [ -e "$kdir/fs/binfmt_misc.ko" ]; then
+	mkdir -p "$root/lib/modules/$release/kernel/fs"
+	cp "$kdir/fs/binfmt_misc.ko" "$root/lib/modules/$release/kernel/fs/"
+	echo "kernel/fs/binfmt_misc.ko:" >"$root/lib/modules/$release/modules.dep"
+fi
+if [ -n "${APE_FILE:-}" ]; then
+	cp "$APE_FILE" "$root/ape/user/$(basename "$APE_FILE")"
+	chmod 755 "$root/ape/user/$(basename "$APE_FILE")"
+fi
+{
+	echo '#!/bin/sh'
+	echo 'mount -t proc proc /proc; mount -t sysfs sysfs /sys'
+	echo 'mount -t devtmpfs dev /dev; mount -t tmpfs tmp /tmp'
+	echo 'echo "binfmt-ape-guest: start"'
+	printf '/bin/ape-runner'
+	printf ' %q' "$@"
+	echo
+	echo 'echo "binfmt-ape-guest: exit $?"'
+	echo 'reboot -f'
+} >"$root/init"
+chmod 755 "$root/init"
+(cd "$root" && find . -print0 | LC_ALL=C sort -z |
+	cpio --quiet -o -0 -H newc --reproducible -R 0:0 | gzip -n -1) >"$out"
+log "initramfs $out ($(du -h "$out" | cut -f1))"

@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Binary format handlers: a pinned registration in the kernel's list of formats.
+//!
+//! C header: [`include/linux/binfmts.h`](srctree/include/linux/binfmts.h)
+
+use crate::bindings;
+use core::{marker::PhantomData, ptr};
+use kernel::{
+    error::Result,
+    ffi::{c_int, c_void},
+    init::PinInit,
+    prelude::*,
+    str::CStr,
+    types::Opaque,
+};
+
+/// Size of [`Binprm::buf`], the file's first bytes as `execve` read them.
+pub const BUF_SIZE: usize = bindings::BINPRM_BUF_SIZE;
+
+/// The state of one `execve`, as handed to a format's `load_binary`.
+///
+/// # Invariants
+///
+/// `self.0` is a valid `struct linux_binprm` whose `file` is open for reading, and the caller
+/// of `load_binary` holds it exclusively for the duration of the call.
+#[repr(transparent)]
+pub struct Binprm(Opaque<bindings::linux_binprm>);
+
+impl Binprm {
+    /// Creates a mutable reference from a raw pointer.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must point to a valid `struct linux_binprm` with an open `file`, not accessed by
+    /// anything else for `'a` (true for the argument of `load_binary` during the call).
+    unsafe fn from_raw<'a>(ptr: *mut bindings::linux_binprm) -> &'a mut Self {
+        // SAFETY: `Binprm` is `repr(transparent)` over `Opaque<linux_binprm>`, which has the
+        // layout of `linux_binprm`; the caller guarantees validity and exclusivity for `'a`.
+        unsafe { &mut *ptr.cast::<Self>() }
+    }
+
+    /// The first [`BUF_SIZE`] bytes of the file (fewer are valid if the file is shorter; the
+    /// rest are zero).
+    pub fn buf(&self) -> &[u8; BUF_SIZE] {
+        // SAFETY: By the type invariant the binprm is valid and not written concurrently; `buf`
+        // is a `[c_char; BUF_SIZE]` and `c_char` is `u8` in the kernel.
+        unsafe { &(*self.0.get()).buf }
+    }
+
+    /// The buffer the next format's `load_binary` inspects.
+    pub fn buf_mut(&mut self) -> &mut [u8; BUF_SIZE] {
+        // SAFETY: As in `buf`, and `&mut self` makes this the only access.
+        unsafe { &mut (*self.0.get()).buf }
+    }
+
+    /// The name the file was executed as.
+    pub fn filename(&self) -> &CStr {
+        // SAFETY: By the type invariant `filename` is a valid NUL-terminated string that lives
+        // as long as the binprm.
+        unsafe { CStr::from_char_ptr((*self.0.get()).filename) }
+    }
+
+    /// Reads from the file at offset `pos` into `buf`; returns the number of bytes read, which
+    /// is less than `buf.len()` only at end of file or on a short read.
+    pub fn read_at(&self, pos: u64, buf: &mut [u8]) -> Result<usize> {
+        let mut pos = i64::try_from(pos).map_err(|_| EINVAL)?;
+        // SAFETY: By the type invariant `file` is open for reading; `buf` is valid for writes
+        // of `buf.len()` bytes and `pos` is a valid `loff_t`.
+        let ret = unsafe {
+            bindings::kernel_read(
+                (*self.0.get()).file,
+                buf.as_mut_ptr().cast::<c_void>(),
+                buf.len(),
+                &mut pos,
+            )
+        };
+        if ret < 0 {
+            let errno = c_int::try_from(ret).unwrap_or(-(bindings::EIO as c_int));
+            return Err(Error::from_errno(errno));
+        }
+        usize::try_from(ret).map_err(|_| EIO)
+    }
+}
+
+/// A binary format handler.
+pub trait Binfmt {
+    /// Called on every `execve` in list order until one returns something other than
+    /// `ENOEXEC`. Returning `ENOEXEC` passes the binprm on to the next format.
+    fn load_binary(bprm: &mut Binprm) -> Result;
+}
+
+/// A format registered in the kernel's list for as long as this object lives.
+///
+/// # Invariants
+///
+/// `fmt` is registered with the kernel between the end of [`Registration::new`]'s initializer
+/// and the start of `drop`, and it is not moved meanwhile (the object is pinned).
+#[pin_data(PinnedDrop)]
+pub struct Registration<T: Binfmt> {
+    #[pin]
+    fmt: Opaque<bindings::linux_binfmt>,
+    _t: PhantomData<T>,
+}
+
+// SAFETY: The registration only hands the kernel a pointer to itself; registering and
+// unregistering take the kernel's `binfmt_lock`, so they may happen on any thread.
+unsafe impl<T: Binfmt> Send for Registration<T> {}
+// SAFETY: `&Registration` exposes nothing; the kernel reads `fmt` under its own lock.
+unsafe impl<T: Binfmt> Sync for Registration<T> {}
+
+impl<T: Binfmt> Registration<T> {
+    /// Registers `T` as a binary format owned by `module`, at the head of the list if
+    /// `first`, else at the tail.
+    ///
+    /// While registered, an `execve` that reaches `T` holds a reference on `module`, so the
+    /// module cannot be unloaded under a running `load_binary`.
+    pub fn new(module: &'static ThisModule, first: bool) -> impl PinInit<Self> {
+        pin_init!(Self {
+            fmt <- Opaque::ffi_init(move |slot: *mut bindings::linux_binfmt| {
+                // SAFETY: `slot` is valid for writes and pinned; an all-zero `linux_binfmt` is
+                // valid (null pointers, empty list head about to be initialised by the list
+                // insertion).
+                unsafe {
+                    ptr::write_bytes(slot, 0, 1);
+                    // Both bindings name the same C `struct module`.
+                    (*slot).module = module.as_ptr().cast();
+                    (*slot).load_binary = Some(Self::load_binary_callback);
+                }
+                // INVARIANT: `fmt` is registered here and unregistered in `drop`.
+                // SAFETY: `slot` is initialised, pinned, and outlives the registration.
+                unsafe { bindings::__register_binfmt(slot, c_int::from(first)) };
+            }),
+            _t: PhantomData,
+        })
+    }
+
+    /// The `load_binary` the kernel calls.
+    ///
+    /// # Safety
+    ///
+    /// `bprm` must be a valid binprm that the caller holds exclusively during the call.
+    unsafe extern "C" fn load_binary_callback(bprm: *mut bindings::linux_binprm) -> c_int {
+        // SAFETY: The kernel calls `load_binary` with a valid binprm it holds exclusively for
+        // the duration of the call.
+        let bprm = unsafe { Binprm::from_raw(bprm) };
+        match T::load_binary(bprm) {
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
+        }
+    }
+}
+
+#[pinned_drop]
+impl<T: Binfmt> PinnedDrop for Registration<T> {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: By the type invariant `fmt` is registered. `unregister_binfmt` takes
+        // `binfmt_lock`, after which no new `execve` can find us; a running one holds a module
+        // reference, so it finished before the module could start unloading.
+        unsafe { bindings::unregister_binfmt(self.fmt.get()) };
+    }
+}

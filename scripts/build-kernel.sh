@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Fetch Debian's linux-source-$KVER, configure it from tinyconfig plus
+# qemu/config fragments, refuse a .config without CONFIG_RUST=y, and build the
+# kernel image and modules (for Module.symvers). Output is cached under
+# $CACHE/kernel/<key>; an unchanged rerun prints the directory and does nothing.
+# Prints the build directory on stdout.
+set -euo pipefail
+LOG_TAG=kernel
+. "$(dirname "$0")/lib.sh"
+
+usage() {
+	cat <<USAGE
+Usage: $0 [--help]
+Environment: KVER (default 6.12), ARCH (x86_64|arm64), VARIANT (default),
+             BINFMT_APE_CACHE (default ~/.cache/binfmt-ape), JOBS
+USAGE
+}
+
+fetch_source() {
+	local pkg=linux-source-$KVER dir=$CACHE/src
+	mkdir -p "$dir"
+	local deb
+	deb=$(ls "$dir"/"${pkg}"_*.deb 2>/dev/null | head -n1 || true)
+	if [ -z "$deb" ]; then
+		log "downloading $pkg"
+		(cd "$dir" && apt-get download -qq "$pkg") ||
+			die "apt-get download $pkg failed (run scripts/setup.sh; is the package in your apt sources?)"
+		deb=$(ls "$dir"/"${pkg}"_*.deb | head -n1)
+	fi
+	local ver
+	ver=$(dpkg-deb -f "$deb" Version)
+	SRCVER=$ver
+	SRC=$dir/linux-$KVER-$ver
+	if [ ! -e "$SRC/.extracted" ]; then
+		log "extracting $pkg $ver"
+		rm -rf "$SRC" "$SRC.tmp"
+		mkdir -p "$SRC.tmp"
+		dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$SRC.tmp" --wildcards '*.tar.xz'
+		tar -xJf "$SRC.tmp"/usr/src/linux-source-"$KVER".tar.xz -C "$SRC.tmp"
+		mv "$SRC.tmp/linux-source-$KVER" "$SRC"
+		rm -rf "$SRC.tmp"
+		touch "$SRC/.extracted"
+	fi
+}
+
+configure() {
+	local out=$1 cfg=$BINFMT_APE_ROOT/qemu/config
+	local mk=(make -s -C "$SRC" O="$out" ARCH="$KARCH" CROSS_COMPILE="$CROSS")
+	"${mk[@]}" rustavailable >/dev/null ||
+		die "the kernel says Rust is not available (make rustavailable in $SRC)"
+	"${mk[@]}" tinyconfig >/dev/null
+	"$SRC"/scripts/kconfig/merge_config.sh -m -O "$out" "$out/.config" \
+		"$cfg/base.config" "$cfg/$KARCH.config" "$cfg/variant-$VARIANT.config" >/dev/null
+	"${mk[@]}" olddefconfig >/dev/null
+	grep -qx 'CONFIG_RUST=y' "$out/.config" ||
+		die "CONFIG_RUST=y was dropped from $out/.config (Kconfig found Rust unavailable)"
+	local want missing=()
+	while IFS= read -r want; do
+		case "$want" in CONFIG_*=*) grep -qx "$want" "$out/.config" || missing+=("$want") ;; esac
+	done < <(cat "$cfg/base.config" "$cfg/$KARCH.config" "$cfg/variant-$VARIANT.config")
+	[ "${#missing[@]}" -eq 0 ] || log "warning: not in final .config: ${missing[*]}"
+}
+
+main() {
+	case "${1:-}" in -h|--help) usage; exit 0 ;; esac
+	arch_facts "$ARCH"
+	fetch_source
+	local key out
+	key=$(kernel_key "$SRCVER")
+	out=$CACHE/kernel/$KVER-$KARCH-$VARIANT-$key
+	if [ -e "$out/.done" ]; then
+		log "cached: $out"
+		echo "$out"
+		return 0
+	fi
+	mkdir -p "$out"
+	log "configuring $KVER ($SRCVER) for $KARCH, variant $VARIANT"
+	configure "$out"
+	local jobs=${JOBS:-$(($(nproc) + 1))} t0=$SECONDS
+	log "building $KARCH kernel and modules (-j$jobs, ~3-4 min)"
+	make -s -C "$SRC" O="$out" ARCH="$KARCH" CROSS_COMPILE="$CROSS" -j"$jobs" \
+		"$(basename "$IMAGE")" modules >"$out/build.log" 2>&1 ||
+		{ tail -n 40 "$out/build.log" >&2; die "kernel build failed (log: $out/build.log)"; }
+	[ -s "$out/Module.symvers" ] || die "no Module.symvers in $out"
+	echo "$KVER $SRCVER" >"$out/.kver"
+	touch "$out/.done"
+	log "built $KARCH kernel in $((SECONDS - t0)) s: $out"
+	echo "$out"
+}
+
+main "$@"

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Build binfmt_ape.ko against a kernel build directory ($1) for ARCH, in a copy of the
+# sources under build/module/<kernel dir name>, so several arches can be built side by side.
+# Prints the .ko path on stdout.
+set -euo pipefail
+LOG_TAG=module
+. "$(dirname "$0")/lib.sh"
+
+case "${1:-}" in -h|--help|"") echo "Usage: $0 KERNEL_BUILD_DIR   (ARCH=x86_64|arm64, CLIPPY=1)"; exit 0 ;; esac
+kdir=$1
+arch_facts "$ARCH"
+out=$BUILD/module/$(basename "$kdir")
+mkdir -p "$out"
+rsync -a --delete --exclude '*.o' --exclude '*.ko' --exclude '.*.cmd' \
+	--exclude bindings_generated.rs "$BINFMT_APE_ROOT/Kbuild" "$BINFMT_APE_ROOT/src" "$BINFMT_APE_ROOT/rust" "$out/"
+log "building binfmt_ape.ko for $KARCH against $(basename "$kdir")"
+make -s -C "$kdir" M="$out" ARCH="$KARCH" CROSS_COMPILE="$CROSS" ${CLIPPY:+CLIPPY=1} modules >"$out/build.log" 2>&1 ||
+	{ cat "$out/build.log" >&2; die "module build failed"; }
+if grep -E '^(warning|error)' "$out/build.log" >&2; then
+	die "the module build printed warnings (log: $out/build.log)"
+fi
+echo "$out/src/binfmt_ape.ko"

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Install everything binfmt_ape's build and tests need on a Debian bookworm host:
+# QEMU (bookworm-backports), the kernel build toolchain, libclang 19, the arm64
+# cross compiler, busybox-static for both guest arches, the Rust pieces the
+# kernel and the guest programs need, and a pinned bindgen-cli.
+# Idempotent: a second run only checks.
+set -euo pipefail
+
+BINDGEN_VERSION=0.73.2
+CACHE=${BINFMT_APE_CACHE:-$HOME/.cache/binfmt-ape}
+
+usage() {
+	cat <<USAGE
+Usage: $0 [--help]
+Installs host prerequisites (needs root for apt). Environment:
+  BINFMT_APE_CACHE  cache directory (default ~/.cache/binfmt-ape)
+USAGE
+}
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
+
+sudo_() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_sources() {
+	local changed=0
+	if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+		log "adding the bookworm-backports apt source (for QEMU)"
+		printf 'deb http://deb.debian.org/debian bookworm-backports main\n' |
+			sudo_ tee /etc/apt/sources.list.d/binfmt-ape-backports.list >/dev/null
+		changed=1
+	fi
+	if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+		log "adding the arm64 foreign architecture (for busybox-static:arm64)"
+		sudo_ dpkg --add-architecture arm64
+		changed=1
+	fi
+	if [ "$changed" = 1 ] || [ ! -e "$CACHE/.apt-updated" ]; then
+		log "apt-get update"
+		sudo_ apt-get update -qq
+		mkdir -p "$CACHE" && touch "$CACHE/.apt-updated"
+	fi
+}
+
+apt_packages() {
+	local pkgs=(build-essential bc bison flex libelf-dev libssl-dev cpio kmod xz-utils
+		libclang-19-dev clang-19 llvm-19 lld-19 gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+		busybox-static python3-pip rsync)
+	local missing=() p
+	for p in "${pkgs[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+	done
+	if [ "${#missing[@]}" -gt 0 ]; then
+		log "installing: ${missing[*]}"
+		sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+	fi
+	if ! command -v qemu-system-aarch64 >/dev/null || ! command -v qemu-system-x86_64 >/dev/null; then
+		log "installing QEMU from bookworm-backports"
+		sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			-t bookworm-backports qemu-system-x86 qemu-system-arm
+	fi
+}
+
+busybox_arm64() {
+	local dir=$CACHE/busybox-arm64
+	[ -x "$dir/bin/busybox" ] && return 0
+	log "fetching busybox-static:arm64"
+	local tmp
+	tmp=$(mktemp -d)
+	(cd "$tmp" && apt-get download -qq busybox-static:arm64)
+	mkdir -p "$dir"
+	dpkg-deb -x "$tmp"/busybox-static_*_arm64.deb "$dir"
+	rm -rf "$tmp"
+	[ -x "$dir/bin/busybox" ] || die "busybox-static:arm64 did not provide bin/busybox"
+}
+
+rust_parts() {
+	command -v rustup >/dev/null || die "rustup not found: install Rust with rustup first"
+	local have
+	have=$(rustup component list --installed 2>/dev/null)
+	grep -q '^rust-src' <<<"$have" || { log "rustup component add rust-src"; rustup component add rust-src; }
+	grep -q '^clippy' <<<"$have" || { log "rustup component add clippy"; rustup component add clippy; }
+	grep -q '^rustfmt' <<<"$have" || { log "rustup component add rustfmt"; rustup component add rustfmt; }
+	local targets t
+	targets=$(rustup target list --installed)
+	for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
+		grep -qx "$t" <<<"$targets" || { log "rustup target add $t"; rustup target add "$t"; }
+	done
+	if ! bindgen --version 2>/dev/null | grep -q " $BINDGEN_VERSION\$"; then
+		log "cargo install bindgen-cli $BINDGEN_VERSION (about a minute)"
+		cargo install --locked --quiet bindgen-cli --version "$BINDGEN_VERSION"
+	fi
+}
+
+main() {
+	case "${1:-}" in -h|--help) usage; exit 0 ;; esac
+	[ -r /etc/debian_version ] || die "this script expects Debian bookworm"
+	mkdir -p "$CACHE"
+	apt_sources
+	apt_packages
+	busybox_arm64
+	rust_parts
+	log "prerequisites ready"
+}
+
+main "$@"

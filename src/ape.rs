@@ -1,0 +1,485 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Decoder for Actually Portable Executable headers, a pure function of the file's first bytes.
+//!
+//! An APE (Cosmopolitan Libc's format, see cosmopolitan's `ape/specification.md`) starts with a
+//! shell prologue. For each CPU it holds one `printf '...'` statement whose octal escapes spell
+//! a 64-byte `Elf64_Ehdr`; the program headers and segments it names lie elsewhere in the file.
+//! This module finds the header for one machine the way cosmopolitan's `ape/loader.c` does, so
+//! the caller can hand it to binfmt_elf (see [`srctree/include/linux/binfmts.h`]).
+//!
+//! It has no kernel or `std` dependency and never allocates: the crate root of `binfmt_ape`
+//! and the host tests, fuzzers and `apeinfo` all include this one file.
+//!
+//! # Rules (reason, source)
+//!
+//! - Magic: `MZqFpD='` or `jartsr='` in bytes 0..8 are run; `APEDBG='` is declined because
+//!   debug builds expect to be run under the shell's own loader (specification.md).
+//! - Window: every statement must lie in the first [`WINDOW`] bytes (specification.md: "all elf
+//!   printf lines must exist in the first 8192 bytes"; loader.c reads exactly that much).
+//! - Statements: every occurrence of `printf '` in the window, in file order. Decoding stops at
+//!   the closing quote, or when fewer than four bytes of the window remain, which keeps a
+//!   three-digit escape inside the window (loader.c). Scanning resumes one byte after the place
+//!   where decoding stopped (loader.c's loop increments past it).
+//! - Escapes: a backslash followed by one to three octal digits is that number modulo 256
+//!   (`\510` is 0x48: loader.c stores the low 8 bits into a `char`); any other byte, including
+//!   a backslash not followed by an octal digit, stands for itself.
+//! - A statement is a header only if it decodes to at least 64 bytes starting `\x7fELF`.
+//! - Skipped, and the scan goes on (loader.c treats these as "not this header"): a class other
+//!   than ELFCLASS64, data other than little-endian, `EI_VERSION` or `e_version` other than
+//!   EV_CURRENT, `e_type` other than ET_EXEC or ET_DYN, another `e_machine`; program headers
+//!   that cannot be read in full; a PT_INTERP or PT_DYNAMIC entry (APEs are static, and
+//!   loader.c refuses them).
+//! - Refused, ending the scan (loader.c exits on these once the machine matched):
+//!   `e_phentsize` other than 56; `e_phnum` of 0 or a table over [`MAX_PHDR_TABLE`] bytes
+//!   (loader.c's buffer: 73 headers); and for each non-empty PT_LOAD, `p_filesz > p_memsz`,
+//!   `p_offset` and `p_vaddr` incongruent modulo the page size, `p_vaddr + p_memsz` or
+//!   `p_offset + p_filesz` overflowing once rounded up to a page; and no PF_X PT_LOAD that
+//!   contains `e_entry`. binfmt_elf would find most of these only after the point of no return
+//!   and kill the process; refusing them here gives the caller a clean `ENOEXEC`.
+//! - Left to binfmt_elf, which is the authority on mapping: overlapping PT_LOADs (it maps the
+//!   later one over the earlier), segments beyond the task size (it refuses them), segments
+//!   that extend past the end of the file (they fault when touched, as for any ELF).
+
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::as_conversions
+    )
+)]
+
+/// `e_machine` of x86-64.
+pub const EM_X86_64: u16 = 62;
+/// `e_machine` of AArch64.
+pub const EM_AARCH64: u16 = 183;
+/// How many bytes of the file hold every header statement.
+pub const WINDOW: usize = 8192;
+/// Size of an `Elf64_Ehdr`.
+pub const EHDR_SIZE: usize = 64;
+/// Size of an `Elf64_Phdr`.
+pub const PHDR_SIZE: usize = 56;
+/// Largest program header table accepted, in bytes (loader.c's buffer).
+pub const MAX_PHDR_TABLE: usize = 4096;
+
+const PRINTF: &[u8; 8] = b"printf '";
+const PT_LOAD: u32 = 1;
+const PT_DYNAMIC: u32 = 2;
+const PT_INTERP: u32 = 3;
+const PF_X: u32 = 1;
+
+/// The magic an APE starts with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Magic {
+    /// `MZqFpD='`: the usual APE, also a valid DOS/PE executable.
+    Mz,
+    /// `jartsr='`: an APE without the PE part.
+    Jartsr,
+    /// `APEDBG='`: a debug build, left to the shell.
+    Debug,
+}
+
+impl Magic {
+    /// The magic at the start of `buf`, if any.
+    pub fn of(buf: &[u8]) -> Option<Self> {
+        match buf.get(..8)? {
+            b"MZqFpD='" => Some(Self::Mz),
+            b"jartsr='" => Some(Self::Jartsr),
+            b"APEDBG='" => Some(Self::Debug),
+            _ => None,
+        }
+    }
+
+    /// The eight magic bytes.
+    pub fn bytes(self) -> &'static [u8; 8] {
+        match self {
+            Self::Mz => b"MZqFpD='",
+            Self::Jartsr => b"jartsr='",
+            Self::Debug => b"APEDBG='",
+        }
+    }
+}
+
+/// Why a file gets no header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The file does not start with an APE magic.
+    NotApe,
+    /// The file starts with `APEDBG='`.
+    DebugMagic,
+    /// No `printf` statement decodes to an ELF header.
+    NoPrintf,
+    /// ELF headers exist, but none usable for the requested machine.
+    NoMachine,
+    /// The header for this machine has a field that makes the file unloadable.
+    Invalid(Field),
+}
+
+/// The field that made a header unusable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    /// `e_ident[EI_CLASS]` is not ELFCLASS64.
+    Class,
+    /// `e_ident[EI_DATA]` is not little-endian.
+    Data,
+    /// `e_ident[EI_VERSION]` or `e_version` is not EV_CURRENT.
+    Version,
+    /// `e_type` is neither ET_EXEC nor ET_DYN.
+    Type,
+    /// `e_machine` is another CPU's.
+    Machine,
+    /// `e_phentsize` is not 56.
+    Phentsize,
+    /// `e_phnum` is 0 or the table exceeds [`MAX_PHDR_TABLE`].
+    Phnum,
+    /// The program header table is not within the file.
+    Phoff,
+    /// A PT_INTERP entry: APEs are static.
+    Interp,
+    /// A PT_DYNAMIC entry: APEs are static.
+    Dynamic,
+    /// A PT_LOAD has `p_filesz > p_memsz`.
+    Filesz,
+    /// A PT_LOAD's `p_offset` and `p_vaddr` differ modulo the page size.
+    Align,
+    /// A PT_LOAD's extent overflows.
+    Overflow,
+    /// `e_entry` is in no executable PT_LOAD.
+    Entry,
+}
+
+impl Field {
+    /// Whether loader.c moves on to the next statement (rather than refusing the file).
+    pub fn skips(self) -> bool {
+        matches!(
+            self,
+            Self::Class
+                | Self::Data
+                | Self::Version
+                | Self::Type
+                | Self::Machine
+                | Self::Phoff
+                | Self::Interp
+                | Self::Dynamic
+        )
+    }
+
+    /// A short lowercase name, for logs and tools.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Class => "class",
+            Self::Data => "data",
+            Self::Version => "version",
+            Self::Type => "type",
+            Self::Machine => "machine",
+            Self::Phentsize => "phentsize",
+            Self::Phnum => "phnum",
+            Self::Phoff => "phoff",
+            Self::Interp => "interp",
+            Self::Dynamic => "dynamic",
+            Self::Filesz => "filesz",
+            Self::Align => "align",
+            Self::Overflow => "overflow",
+            Self::Entry => "entry",
+        }
+    }
+}
+
+impl Error {
+    /// A short lowercase name, for logs and tools.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::NotApe => "not-ape",
+            Self::DebugMagic => "debug-magic",
+            Self::NoPrintf => "no-printf",
+            Self::NoMachine => "no-machine",
+            Self::Invalid(f) => f.name(),
+        }
+    }
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    let mut v = [0u8; 2];
+    if let Some(s) = b.get(at..at.saturating_add(2)) {
+        v.copy_from_slice(s);
+    }
+    u16::from_le_bytes(v)
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut v = [0u8; 4];
+    if let Some(s) = b.get(at..at.saturating_add(4)) {
+        v.copy_from_slice(s);
+    }
+    u32::from_le_bytes(v)
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut v = [0u8; 8];
+    if let Some(s) = b.get(at..at.saturating_add(8)) {
+        v.copy_from_slice(s);
+    }
+    u64::from_le_bytes(v)
+}
+
+/// A decoded 64-byte ELF header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ehdr(pub [u8; EHDR_SIZE]);
+
+impl Ehdr {
+    /// `e_type`.
+    pub fn e_type(&self) -> u16 {
+        u16_at(&self.0, 16)
+    }
+    /// `e_machine`.
+    pub fn e_machine(&self) -> u16 {
+        u16_at(&self.0, 18)
+    }
+    /// `e_version`.
+    pub fn e_version(&self) -> u32 {
+        u32_at(&self.0, 20)
+    }
+    /// `e_entry`.
+    pub fn e_entry(&self) -> u64 {
+        u64_at(&self.0, 24)
+    }
+    /// `e_phoff`.
+    pub fn e_phoff(&self) -> u64 {
+        u64_at(&self.0, 32)
+    }
+    /// `e_phentsize`.
+    pub fn e_phentsize(&self) -> u16 {
+        u16_at(&self.0, 54)
+    }
+    /// `e_phnum`.
+    pub fn e_phnum(&self) -> u16 {
+        u16_at(&self.0, 56)
+    }
+
+    /// Size of the program header table, once [`Ehdr::check`] accepted the header.
+    pub fn phdr_table_len(&self) -> usize {
+        usize::from(self.e_phnum()).saturating_mul(PHDR_SIZE)
+    }
+
+    /// Checks the header for `machine`: `Err` names the first field that disqualifies it.
+    pub fn check(&self, machine: u16) -> Result<(), Field> {
+        let id = &self.0;
+        // The order follows loader.c, so a header's verdict matches the reference's.
+        if id.get(4) != Some(&2) {
+            return Err(Field::Class);
+        }
+        if id.get(5) != Some(&1) {
+            return Err(Field::Data);
+        }
+        if id.get(6) != Some(&1) || self.e_version() != 1 {
+            return Err(Field::Version);
+        }
+        if !matches!(self.e_type(), 2 | 3) {
+            return Err(Field::Type);
+        }
+        if self.e_machine() != machine {
+            return Err(Field::Machine);
+        }
+        if usize::from(self.e_phentsize()) != PHDR_SIZE {
+            return Err(Field::Phentsize);
+        }
+        if self.e_phnum() == 0 || self.phdr_table_len() > MAX_PHDR_TABLE {
+            return Err(Field::Phnum);
+        }
+        Ok(())
+    }
+}
+
+/// One `printf` statement that decodes to an ELF header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Statement {
+    /// File offset of the `p` of `printf '`.
+    pub offset: usize,
+    /// The first 64 decoded bytes.
+    pub ehdr: Ehdr,
+}
+
+/// Iterator over the header statements of a window, in file order.
+#[derive(Clone, Debug)]
+pub struct Statements<'a> {
+    window: &'a [u8],
+    pos: usize,
+}
+
+/// The header statements in `window` (at most the first [`WINDOW`] bytes are looked at).
+pub fn statements(window: &[u8]) -> Statements<'_> {
+    let window = window.get(..WINDOW).unwrap_or(window);
+    Statements { window, pos: 0 }
+}
+
+impl Statements<'_> {
+    /// Decodes the statement body starting at `pos`; returns the decoded length, the first 64
+    /// bytes, and the position where decoding stopped.
+    fn decode(&self, mut pos: usize) -> (usize, [u8; EHDR_SIZE], usize) {
+        let w = self.window;
+        let mut out = [0u8; EHDR_SIZE];
+        let mut n = 0usize;
+        // Keep four bytes in view: a backslash and up to three digits.
+        while pos.saturating_add(3) < w.len() {
+            let Some(&c) = w.get(pos) else { break };
+            pos = pos.saturating_add(1);
+            if c == b'\'' {
+                break;
+            }
+            let mut v = u32::from(c);
+            if c == b'\\' {
+                let mut octal = None;
+                for _ in 0..3 {
+                    let Some(&d @ b'0'..=b'7') = w.get(pos) else { break };
+                    let acc = octal.unwrap_or(0u32);
+                    octal = Some(acc.wrapping_mul(8).wrapping_add(u32::from(d.wrapping_sub(b'0'))));
+                    pos = pos.saturating_add(1);
+                }
+                v = octal.unwrap_or(v);
+            }
+            if let Some(slot) = out.get_mut(n) {
+                *slot = v.to_le_bytes()[0];
+            }
+            n = n.saturating_add(1);
+        }
+        (n, out, pos)
+    }
+}
+
+impl Iterator for Statements<'_> {
+    type Item = Statement;
+
+    fn next(&mut self) -> Option<Statement> {
+        loop {
+            let w = self.window;
+            let rest = w.get(self.pos..)?;
+            let at = rest.windows(PRINTF.len()).position(|s| s == PRINTF)?;
+            let offset = self.pos.saturating_add(at);
+            let (n, bytes, stop) = self.decode(offset.saturating_add(PRINTF.len()));
+            self.pos = stop.saturating_add(1);
+            if n >= EHDR_SIZE && bytes.starts_with(b"\x7fELF") {
+                return Some(Statement {
+                    offset,
+                    ehdr: Ehdr(bytes),
+                });
+            }
+        }
+    }
+}
+
+/// Where program header tables that lie outside the window are read from.
+pub trait Source {
+    /// Error of a failed read.
+    type Error;
+    /// The `len` bytes at file offset `pos` (`len` is at most [`MAX_PHDR_TABLE`]), or `None`
+    /// when the file ends first.
+    fn read_exact_at(&mut self, pos: u64, len: usize) -> Result<Option<&[u8]>, Self::Error>;
+}
+
+/// The header chosen for a machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Selected {
+    /// Index of the statement among the window's header statements.
+    pub index: usize,
+    /// The statement.
+    pub statement: Statement,
+}
+
+/// Checks a program header table (`table.len()` is `e_phnum * 56`) for `ehdr`.
+pub fn check_phdrs(ehdr: &Ehdr, table: &[u8], page_size: u64) -> Result<(), Field> {
+    let entries = || table.chunks_exact(PHDR_SIZE);
+    // PT_INTERP and PT_DYNAMIC make loader.c try the next statement, whatever else is wrong.
+    for p in entries() {
+        match u32_at(p, 0) {
+            PT_INTERP => return Err(Field::Interp),
+            PT_DYNAMIC => return Err(Field::Dynamic),
+            _ => {}
+        }
+    }
+    let mask = page_size.wrapping_sub(1);
+    let entry = ehdr.e_entry();
+    let mut found_entry = false;
+    for p in entries() {
+        let (flags, offset, vaddr) = (u32_at(p, 4), u64_at(p, 8), u64_at(p, 16));
+        let (filesz, memsz) = (u64_at(p, 32), u64_at(p, 40));
+        // loader.c drops empty PT_LOADs before it looks at them.
+        if u32_at(p, 0) != PT_LOAD || memsz == 0 {
+            continue;
+        }
+        if filesz > memsz {
+            return Err(Field::Filesz);
+        }
+        if (vaddr ^ offset) & mask != 0 {
+            return Err(Field::Align);
+        }
+        let vend = vaddr.checked_add(memsz).ok_or(Field::Overflow)?;
+        vend.checked_add(mask).ok_or(Field::Overflow)?;
+        let fend = offset.checked_add(filesz).ok_or(Field::Overflow)?;
+        fend.checked_add(mask).ok_or(Field::Overflow)?;
+        if flags & PF_X != 0 && vaddr <= entry && entry < vend {
+            found_entry = true;
+        }
+    }
+    if found_entry {
+        Ok(())
+    } else {
+        Err(Field::Entry)
+    }
+}
+
+/// Chooses the header for `machine` in the file whose first bytes are `window`.
+///
+/// `window` holds the file's first `min(size, WINDOW)` bytes; `src` supplies program header
+/// tables that extend past it. `page_size` is the page size the header will be loaded with.
+/// The outer `Err` is a failed read; the inner result is the verdict.
+pub fn select<S: Source>(
+    window: &[u8],
+    machine: u16,
+    page_size: u64,
+    src: &mut S,
+) -> Result<Result<Selected, Error>, S::Error> {
+    match Magic::of(window) {
+        None => return Ok(Err(Error::NotApe)),
+        Some(Magic::Debug) => return Ok(Err(Error::DebugMagic)),
+        Some(Magic::Mz | Magic::Jartsr) => {}
+    }
+    let window = window.get(..WINDOW).unwrap_or(window);
+    let mut verdict = Error::NoPrintf;
+    for (index, statement) in statements(window).enumerate() {
+        let ehdr = &statement.ehdr;
+        if verdict == Error::NoPrintf {
+            verdict = Error::NoMachine;
+        }
+        match ehdr.check(machine) {
+            Ok(()) => {}
+            Err(Field::Machine) => continue,
+            Err(f) if f.skips() => {
+                verdict = Error::Invalid(f);
+                continue;
+            }
+            Err(f) => return Ok(Err(Error::Invalid(f))),
+        }
+        let (off, len) = (ehdr.e_phoff(), ehdr.phdr_table_len());
+        let in_window = usize::try_from(off)
+            .ok()
+            .and_then(|s| window.get(s..s.checked_add(len)?));
+        let table = match in_window {
+            Some(t) => Some(t),
+            None => src.read_exact_at(off, len)?,
+        };
+        let Some(table) = table else {
+            verdict = Error::Invalid(Field::Phoff);
+            continue;
+        };
+        match check_phdrs(ehdr, table, page_size) {
+            Ok(()) => return Ok(Ok(Selected { index, statement })),
+            Err(f) if f.skips() => verdict = Error::Invalid(f),
+            Err(f) => return Ok(Err(Error::Invalid(f))),
+        }
+    }
+    Ok(Err(verdict))
+}

@@ -1,0 +1,32 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Host-side tools around binfmt_ape's decoder: the decoder itself (the kernel module's own
+//! file), an independent reference model, an APE writer and the malformed-APE corpus.
+
+#[path = "../../../src/ape.rs"]
+pub mod ape;
+pub mod corpus;
+pub mod elf;
+pub mod mkape;
+pub mod reference;
+
+/// A [`ape::Source`] over a whole file in memory.
+pub struct Slice<'a>(pub &'a [u8]);
+
+impl ape::Source for Slice<'_> {
+    type Error = std::convert::Infallible;
+
+    fn read_exact_at(&mut self, pos: u64, len: usize) -> Result<Option<&[u8]>, Self::Error> {
+        let start = usize::try_from(pos).ok();
+        Ok(start.and_then(|s| self.0.get(s..s.checked_add(len)?)))
+    }
+}
+
+/// Runs the decoder on a whole file, the way the kernel module does.
+pub fn select(file: &[u8], machine: u16, page_size: u64) -> Result<ape::Selected, ape::Error> {
+    let window = &file[..file.len().min(ape::WINDOW)];
+    match ape::select(window, machine, page_size, &mut Slice(file)) {
+        Ok(v) => v,
+        Err(never) => match never {},
+    }
+}

@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Running programs with `fork` + `execve`, never through a shell: a shell would answer
+//! ENOEXEC by running the APE's prologue itself and hide what the kernel did.
+
+use std::ffi::CString;
+use std::fs;
+use std::os::fd::{FromRawFd, OwnedFd, AsRawFd};
+use std::io::Read;
+
+/// How an exec ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// `execve` itself failed with this errno.
+    Errno(i32),
+    /// The program exited with this status.
+    Exit(i32),
+    /// The program was killed by this signal.
+    Signal(i32),
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Outcome::Errno(e) => write!(f, "{}", errno_name(e)),
+            Outcome::Exit(c) => write!(f, "exit {c}"),
+            Outcome::Signal(s) => write!(f, "{}", signal_name(s)),
+        }
+    }
+}
+
+pub fn errno_name(e: i32) -> String {
+    match e {
+        libc::ENOEXEC => "ENOEXEC".into(),
+        libc::EACCES => "EACCES".into(),
+        libc::ENOENT => "ENOENT".into(),
+        libc::EINVAL => "EINVAL".into(),
+        libc::EIO => "EIO".into(),
+        libc::ENOMEM => "ENOMEM".into(),
+        libc::E2BIG => "E2BIG".into(),
+        libc::ELIBBAD => "ELIBBAD".into(),
+        _ => format!("errno {e}"),
+    }
+}
+
+pub fn signal_name(s: i32) -> String {
+    match s {
+        libc::SIGSEGV => "SIGSEGV".into(),
+        libc::SIGKILL => "SIGKILL".into(),
+        libc::SIGBUS => "SIGBUS".into(),
+        libc::SIGILL => "SIGILL".into(),
+        libc::SIGTRAP => "SIGTRAP".into(),
+        libc::SIGABRT => "SIGABRT".into(),
+        _ => format!("signal {s}"),
+    }
+}
+
+/// A finished run.
+#[derive(Debug)]
+pub struct Run {
+    pub outcome: Outcome,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Run {
+    pub fn out(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    pub fn err(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+fn cstrings(v: &[&str]) -> Vec<CString> {
+    v.iter().map(|s| CString::new(*s).expect("no NUL in test arguments")).collect()
+}
+
+fn pipe() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is valid for two ints.
+    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(r, 0, "pipe2");
+    // SAFETY: pipe2 returned two fresh descriptors we now own.
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
+/// A started child: its pid, and the write end of its stdin when asked for.
+pub struct Child {
+    pub pid: i32,
+    pub stdin: Option<OwnedFd>,
+    out_path: String,
+    err_path: String,
+}
+
+/// Where a child's stdin comes from.
+pub enum Stdin {
+    Null,
+    Pipe,
+}
+
+static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Starts `path` with `argv`; returns `Err(errno)` if `execve` failed.
+pub fn spawn(path: &str, argv: &[&str], stdin: Stdin) -> Result<Child, i32> {
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (out_path, err_path) = (format!("/tmp/run{n}.out"), format!("/tmp/run{n}.err"));
+    let c_path = CString::new(path).expect("path");
+    let c_argv = cstrings(argv);
+    let mut p_argv: Vec<*const libc::c_char> = c_argv.iter().map(|c| c.as_ptr()).collect();
+    p_argv.push(std::ptr::null());
+    let env = cstrings(&["PATH=/bin:/sbin", "HOME=/tmp", "TMPDIR=/tmp"]);
+    let mut p_env: Vec<*const libc::c_char> = env.iter().map(|c| c.as_ptr()).collect();
+    p_env.push(std::ptr::null());
+    let open = |p: &str, flags: i32| {
+        let c = CString::new(p).expect("path");
+        // SAFETY: `c` is a valid C string.
+        let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, 0o644) };
+        assert!(fd >= 0, "open {p}");
+        // SAFETY: a fresh descriptor.
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    };
+    let out = open(&out_path, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC);
+    let err = open(&err_path, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC);
+    let (in_read, in_write) = match stdin {
+        Stdin::Null => (open("/dev/null", libc::O_RDONLY), None),
+        Stdin::Pipe => {
+            let (r, w) = pipe();
+            (r, Some(w))
+        }
+    };
+    let (status_r, status_w) = pipe();
+    // SAFETY: The runner is single-threaded; the child only calls async-signal-safe functions.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork");
+    if pid == 0 {
+        // SAFETY: In the child: dup2/execve/write/_exit on descriptors and buffers we own.
+        unsafe {
+            libc::dup2(in_read.as_raw_fd(), 0);
+            libc::dup2(out.as_raw_fd(), 1);
+            libc::dup2(err.as_raw_fd(), 2);
+            libc::execve(c_path.as_ptr(), p_argv.as_ptr(), p_env.as_ptr());
+            let e = *libc::__errno_location();
+            libc::write(status_w.as_raw_fd(), (&e as *const i32).cast(), 4);
+            libc::_exit(127);
+        }
+    }
+    drop(status_w);
+    drop(in_read);
+    let mut buf = [0u8; 4];
+    let mut f = fs::File::from(status_r);
+    // EOF (0 bytes) means the exec succeeded and closed the CLOEXEC pipe.
+    if f.read(&mut buf).unwrap_or(0) == 4 {
+        wait(pid);
+        let _ = fs::remove_file(&out_path);
+        let _ = fs::remove_file(&err_path);
+        return Err(i32::from_ne_bytes(buf));
+    }
+    Ok(Child { pid, stdin: in_write, out_path, err_path })
+}
+
+fn wait(pid: i32) -> Outcome {
+    let mut status = 0;
+    // SAFETY: `status` is valid for writes.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    if libc::WIFEXITED(status) {
+        Outcome::Exit(libc::WEXITSTATUS(status))
+    } else {
+        Outcome::Signal(libc::WTERMSIG(status))
+    }
+}
+
+impl Child {
+    /// Writes `data` to the child's stdin (when it is a pipe).
+    pub fn feed(&mut self, data: &[u8]) {
+        if let Some(fd) = &self.stdin {
+            let mut f = fs::File::from(fd.try_clone().expect("dup"));
+            let _ = std::io::Write::write_all(&mut f, data);
+        }
+    }
+
+    /// Closes stdin, waits, and collects the output.
+    pub fn finish(mut self) -> Run {
+        self.stdin.take();
+        let outcome = wait(self.pid);
+        let stdout = fs::read(&self.out_path).unwrap_or_default();
+        let stderr = fs::read(&self.err_path).unwrap_or_default();
+        let _ = fs::remove_file(&self.out_path);
+        let _ = fs::remove_file(&self.err_path);
+        Run { outcome, stdout, stderr }
+    }
+}
+
+/// Runs to completion.
+pub fn run(path: &str, argv: &[&str], stdin: Stdin) -> Run {
+    match spawn(path, argv, stdin) {
+        Ok(c) => c.finish(),
+        Err(e) => Run { outcome: Outcome::Errno(e), stdout: vec![], stderr: vec![] },
+    }
+}

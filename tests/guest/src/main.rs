@@ -1,0 +1,27 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! binfmt_ape's guest test runner: runs inside the QEMU guest (started by the initramfs's
+//! init), execs programs directly with `fork` + `execve`, and prints KTAP.
+//!
+//! `ape-runner check`   the whole suite (plan first, one line per test)
+//! `ape-runner demo [APE [ARGS...]]`  show an APE running natively
+//!
+//! Guest layout (built by qemu/mkinitramfs.sh): /lib/modules/binfmt_ape.ko, /ape/real (ent.com,
+//! ent.elf for this CPU, pledge), /ape/fix and /ape/corpus (each with MANIFEST.tsv),
+//! /bin/payload-exec, /bin/payload-dyn, /bin/sentinel.
+
+mod exec;
+mod tests;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let code = match args.first().map(String::as_str) {
+        Some("check") => tests::check(),
+        Some("demo") => tests::demo(&args[1..]),
+        _ => {
+            eprintln!("usage: ape-runner check | demo [APE [ARGS...]]");
+            2
+        }
+    };
+    std::process::exit(code);
+}

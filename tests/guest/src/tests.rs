@@ -1,0 +1,336 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The guest test plan. Every test has a name; the plan is printed first, each result as a
+//! KTAP line, and a failing test prints what it saw as `#` diagnostics.
+
+use crate::exec::{self, run, spawn, Outcome, Run, Stdin};
+use std::fs;
+use std::process::Command;
+
+const MODULE: &str = "/lib/modules/binfmt_ape.ko";
+const SYSCTL: &str = "/proc/sys/fs/binfmt_ape";
+const MISC: &str = "/proc/sys/fs/binfmt_misc";
+const ENT_COM: &str = "/ape/real/ent.com";
+const ENT_ELF: &str = "/ape/real/ent.elf";
+const PLEDGE: &str = "/ape/real/pledge";
+const FAT: &str = "/ape/fix/exec-mz-xa.ape";
+const SENTINEL: &str = "/bin/sentinel";
+
+#[cfg(target_arch = "x86_64")]
+const ARCH: &str = "x86_64";
+#[cfg(target_arch = "aarch64")]
+const ARCH: &str = "aarch64";
+
+type Check = Result<(), String>;
+
+struct Test {
+    name: String,
+    body: Box<dyn FnOnce() -> Check>,
+}
+
+fn t(name: impl Into<String>, body: impl FnOnce() -> Check + 'static) -> Test {
+    Test { name: name.into(), body: Box::new(body) }
+}
+
+/// One manifest line.
+#[derive(Clone)]
+struct Case {
+    dir: &'static str,
+    name: String,
+    expect: String,
+    with_misc: String,
+}
+
+fn manifest(dir: &'static str) -> Vec<Case> {
+    let text = fs::read_to_string(format!("{dir}/MANIFEST.tsv")).unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let expect = if ARCH == "x86_64" { f.get(1)? } else { f.get(2)? };
+            Some(Case { dir, name: f.first()?.to_string(), expect: expect.to_string(), with_misc: f.get(3)?.to_string() })
+        })
+        .collect()
+}
+
+fn sh(cmd: &str, args: &[&str]) -> Check {
+    let o = Command::new(cmd).args(args).output().map_err(|e| format!("{cmd}: {e}"))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd} {args:?}: {}: {}", o.status, String::from_utf8_lossy(&o.stderr).trim()))
+    }
+}
+
+fn read(path: &str) -> Result<String, String> {
+    fs::read_to_string(path).map(|s| s.trim().to_string()).map_err(|e| format!("{path}: {e}"))
+}
+
+fn write(path: &str, v: &str) -> Check {
+    fs::write(path, v).map_err(|e| format!("{path}: {e}"))
+}
+
+fn counter(name: &str) -> u64 {
+    read(&format!("{SYSCTL}/{name}")).ok().and_then(|s| s.parse().ok()).unwrap_or(u64::MAX)
+}
+
+fn expect_eq<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> Check {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("{what}: got {got:?}, want {want:?}"))
+    }
+}
+
+fn describe(r: &Run) -> String {
+    format!("{} stdout={:?} stderr={:?}", r.outcome, r.out(), r.err())
+}
+
+/// Runs a payload APE with fixed arguments and checks everything it reports.
+fn check_payload(path: &str, kind: &str) -> Check {
+    let argv = [path, "a", "b c", "--exit", "7"];
+    let r = run(path, &argv, Stdin::Null);
+    let want = format!(
+        "payload: arch={ARCH} type={kind} argc=5 argv=[{path},a,b c,--exit,7] execfn={path} secure=0 exe={path}\n"
+    );
+    if r.outcome != Outcome::Exit(7) || r.out() != want {
+        return Err(format!("{}; want exit 7 and {want:?}", describe(&r)));
+    }
+    Ok(())
+}
+
+/// Checks one manifest case: `run`, a signal name, an errno name, or `sentinel`.
+fn check_case(path: &str, name: &str, expect: &str) -> Check {
+    match expect {
+        "run" => check_payload(path, if name.starts_with("dyn-") { "dyn" } else { "exec" }),
+        "sentinel" => {
+            let r = run(path, &[path, "x"], Stdin::Null);
+            let want = format!("argv=[{SENTINEL},{path},x]");
+            if r.outcome == Outcome::Exit(0) && r.out().contains(&want) && r.out().contains(&format!("exe={SENTINEL}")) {
+                Ok(())
+            } else {
+                Err(format!("{}; want binfmt_misc's sentinel with {want}", describe(&r)))
+            }
+        }
+        other => {
+            let r = run(path, &[path], Stdin::Null);
+            let got = r.outcome.to_string();
+            if got == other { Ok(()) } else { Err(format!("{}; want {other}", describe(&r))) }
+        }
+    }
+}
+
+fn ent(path: &str) -> Run {
+    run(path, &[path, "/ape/real/input"], Stdin::Null)
+}
+
+fn dmesg() -> String {
+    Command::new("dmesg").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
+}
+
+fn insmod() -> Check {
+    sh("insmod", &[MODULE])
+}
+
+fn rmmod() -> Check {
+    sh("rmmod", &["binfmt_ape"])
+}
+
+fn plan() -> Vec<Test> {
+    let mut v = Vec::new();
+    let fix = manifest("/ape/fix");
+    let corpus = manifest("/ape/corpus");
+
+    v.push(t("manifests_present", {
+        let (f, c) = (fix.len(), corpus.len());
+        move || if f >= 12 && c >= 40 { Ok(()) } else { Err(format!("{f} fixtures, {c} corpus cases")) }
+    }));
+    // Without the module: a direct execve of an APE fails, whatever a shell would do.
+    v.push(t("without_module.ent_com_enoexec", || expect_eq("execve", ent(ENT_COM).outcome, Outcome::Errno(libc::ENOEXEC))));
+    v.push(t("without_module.fixture_enoexec", || expect_eq("execve", run(FAT, &[FAT], Stdin::Null).outcome, Outcome::Errno(libc::ENOEXEC))));
+    v.push(t("insmod", insmod));
+    v.push(t("loads_binfmt_misc_first", || {
+        // binfmt_ape's init asks for binfmt_misc before registering, so it stays ahead of it.
+        let m = read("/proc/modules")?;
+        if m.contains("binfmt_misc") { Ok(()) } else { Err(format!("binfmt_misc not loaded: {m}")) }
+    }));
+    v.push(t("sysctl.enabled_is_1", || expect_eq("enabled", read(&format!("{SYSCTL}/enabled"))?, "1".into())));
+    v.push(t("ent.output_matches_assimilated_elf", || {
+        let (a, b) = (ent(ENT_COM), ent(ENT_ELF));
+        if a.outcome != Outcome::Exit(0) || b.outcome != Outcome::Exit(0) {
+            return Err(format!("ent.com: {}; ent.elf: {}", describe(&a), describe(&b)));
+        }
+        if a.stdout != b.stdout || a.stdout.is_empty() {
+            return Err(format!("outputs differ: {:?} vs {:?}", a.out(), b.out()));
+        }
+        Ok(())
+    }));
+    v.push(t("ent.proc_exe_and_maps_name_the_ape", || {
+        let child = spawn(ENT_COM, &[ENT_COM], Stdin::Pipe).map_err(|e| format!("execve: {}", exec::errno_name(e)))?;
+        let exe = fs::read_link(format!("/proc/{}/exe", child.pid)).map(|p| p.display().to_string());
+        let maps = fs::read_to_string(format!("/proc/{}/maps", child.pid)).unwrap_or_default();
+        let r = child.finish();
+        expect_eq("/proc/pid/exe", exe.map_err(|e| e.to_string())?, ENT_COM.to_string())?;
+        if !maps.lines().any(|l| l.contains(" r-xp ") && l.ends_with(ENT_COM)) {
+            return Err(format!("no executable mapping of {ENT_COM} in maps:\n{maps}"));
+        }
+        expect_eq("ent exit", r.outcome, Outcome::Exit(0))
+    }));
+    v.push(t("pledge.runs", || {
+        let r = run(PLEDGE, &[PLEDGE, "-h"], Stdin::Null);
+        if r.outcome == Outcome::Exit(0) && (r.out() + &r.err()).contains("usage: pledge") {
+            Ok(())
+        } else {
+            Err(describe(&r))
+        }
+    }));
+    for c in fix.iter().chain(corpus.iter()).cloned() {
+        let dir = if c.dir == "/ape/fix" { "fixture" } else { "corpus" };
+        v.push(t(format!("{dir}.{}", c.name), move || check_case(&format!("{}/{}.ape", c.dir, c.name), &c.name, &c.expect)));
+    }
+    v.push(t("elf_still_runs", || check_payload("/bin/payload-exec", "exec").or_else(|_| {
+        let r = run("/bin/payload-exec", &["/bin/payload-exec"], Stdin::Null);
+        if r.outcome == Outcome::Exit(0) && r.out().starts_with(&format!("payload: arch={ARCH}")) { Ok(()) } else { Err(describe(&r)) }
+    })));
+    v.push(t("script_still_runs", || {
+        let r = run("/test/hello.sh", &["/test/hello.sh"], Stdin::Null);
+        if r.outcome == Outcome::Exit(0) && r.out() == "hello from #!\n" { Ok(()) } else { Err(describe(&r)) }
+    }));
+    v.push(t("counters", || {
+        let handled = counter("handled");
+        let (debug, invalid, nomach, nohdr) =
+            (counter("declined_debug"), counter("declined_invalid"), counter("declined_no_machine"), counter("declined_no_header"));
+        let read_errors = counter("read_errors");
+        if handled >= 20 && debug >= 4 && invalid >= 10 && nomach >= 1 && nohdr >= 3 && read_errors == 0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "handled {handled} debug {debug} invalid {invalid} no_machine {nomach} no_header {nohdr} read_errors {read_errors}"
+            ))
+        }
+    }));
+    v.push(t("refusals_logged_by_name", || {
+        // The first refusals fit printk's rate limit; later ones may be suppressed.
+        let d = dmesg();
+        let want = "binfmt_ape: /ape/corpus/magic-only.ape: not run natively: no-printf";
+        if d.contains(want) {
+            Ok(())
+        } else {
+            let ours: Vec<&str> = d.lines().filter(|l| l.contains("binfmt_ape")).take(20).collect();
+            Err(format!("no {want:?} in dmesg; binfmt_ape lines:\n{}", ours.join("\n")))
+        }
+    }));
+    v.push(t("sysctl.disable_restores_enoexec", || {
+        write(&format!("{SYSCTL}/enabled"), "0\n")?;
+        let off = ent(ENT_COM).outcome;
+        write(&format!("{SYSCTL}/enabled"), "1\n")?;
+        let on = ent(ENT_COM).outcome;
+        expect_eq("disabled", off, Outcome::Errno(libc::ENOEXEC))?;
+        expect_eq("re-enabled", on, Outcome::Exit(0))
+    }));
+    v.push(t("sysctl.rejects_2", || {
+        let bad = fs::write(format!("{SYSCTL}/enabled"), "2\n");
+        expect_eq("write 2 fails", bad.is_err(), true)?;
+        expect_eq("still enabled", read(&format!("{SYSCTL}/enabled"))?, "1".into())
+    }));
+    // binfmt_misc with rules for every APE magic, the way Wine's MZ rule catches APEs.
+    v.push(t("misc.register_rules", || {
+        sh("mount", &["-t", "binfmt_misc", "none", MISC])?;
+        for rule in [":mz:M::MZ::/bin/sentinel:", ":jartsr:M::jartsr::/bin/sentinel:", ":apedbg:M::APEDBG::/bin/sentinel:"] {
+            write(&format!("{MISC}/register"), rule)?;
+        }
+        Ok(())
+    }));
+    v.push(t("misc.ape_still_native", || check_payload(FAT, "exec")));
+    v.push(t("misc.ent_still_native", || expect_eq("ent.com", ent(ENT_COM).outcome, Outcome::Exit(0))));
+    // Declined files must reach binfmt_misc with `bprm->buf` untouched, magic and all.
+    for c in fix.iter().chain(corpus.iter()).filter(|c| c.expect == "ENOEXEC" && c.with_misc != "same").cloned() {
+        v.push(t(format!("misc.{}", c.name), move || check_case(&format!("{}/{}.ape", c.dir, c.name), &c.name, &c.with_misc)));
+    }
+    v.push(t("rmmod", rmmod));
+    v.push(t("after_rmmod.misc_takes_apes", || check_case(FAT, "exec", "sentinel")));
+    v.push(t("insmod_after_binfmt_misc", insmod));
+    v.push(t("reloaded.ahead_of_binfmt_misc", || check_payload(FAT, "exec")));
+    v.push(t("misc.unregister_rules", || {
+        for r in ["mz", "jartsr", "apedbg"] {
+            write(&format!("{MISC}/{r}"), "-1")?;
+        }
+        Ok(())
+    }));
+    v.push(t("rmmod_again", rmmod));
+    v.push(t("after_rmmod.enoexec", || expect_eq("execve", ent(ENT_COM).outcome, Outcome::Errno(libc::ENOEXEC))));
+    v.push(t("dmesg_clean", || {
+        let d = dmesg();
+        let bad: Vec<&str> = d
+            .lines()
+            .filter(|l| ["BUG", "WARNING", "Oops", "rust_panic", "Call Trace", "kernel panic"].iter().any(|w| l.contains(w)))
+            .collect();
+        if bad.is_empty() { Ok(()) } else { Err(bad.join("\n")) }
+    }));
+    v
+}
+
+/// Runs the suite; returns the exit status (0 when everything passed).
+pub fn check() -> i32 {
+    let tests = plan();
+    println!("KTAP version 1");
+    println!("# binfmt_ape guest tests on {ARCH}");
+    println!("1..{}", tests.len());
+    let mut failed = 0;
+    for (i, test) in tests.into_iter().enumerate() {
+        let res = (test.body)();
+        match res {
+            Ok(()) => println!("ok {} {}", i + 1, test.name),
+            Err(why) => {
+                failed += 1;
+                println!("not ok {} {}", i + 1, test.name);
+                for l in why.lines() {
+                    println!("# {l}");
+                }
+            }
+        }
+    }
+    println!("# {ARCH}: {failed} failed");
+    i32::from(failed != 0)
+}
+
+/// Shows an APE running natively: refused without the module, run with it.
+pub fn demo(args: &[String]) -> i32 {
+    let (path, rest): (String, Vec<String>) = match args.split_first() {
+        Some((p, r)) => (p.clone(), r.to_vec()),
+        None => (ENT_COM.into(), vec![]),
+    };
+    let mut argv: Vec<&str> = vec![&path];
+    argv.extend(rest.iter().map(String::as_str));
+    println!("demo: {ARCH} guest, kernel {}", read("/proc/sys/kernel/osrelease").unwrap_or_default());
+    let r = run(&path, &argv, Stdin::Null);
+    println!("demo: without binfmt_ape, execve({path}) -> {}", r.outcome);
+    if let Err(e) = insmod() {
+        println!("demo: insmod failed: {e}");
+        return 1;
+    }
+    println!("demo: insmod binfmt_ape.ko: ok; handled = {}", counter("handled"));
+    println!("demo: execve({}) ...", argv.join(" "));
+    let mut child = match spawn(&path, &argv, Stdin::Pipe) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("demo: execve failed: {}", exec::errno_name(e));
+            return 1;
+        }
+    };
+    let exe = fs::read_link(format!("/proc/{}/exe", child.pid)).map(|p| p.display().to_string()).unwrap_or_else(|_| "(already exited)".into());
+    let maps = fs::read_to_string(format!("/proc/{}/maps", child.pid)).unwrap_or_default();
+    // The default demo (ent) reads stdin: give it some input now that it was inspected.
+    child.feed(&fs::read("/ape/real/input").unwrap_or_default());
+    let r = child.finish();
+    for l in maps.lines().filter(|l| l.ends_with(path.as_str())) {
+        println!("demo: maps: {l}");
+    }
+    println!("----- output -----");
+    print!("{}", r.out());
+    eprint!("{}", r.err());
+    println!("------------------");
+    println!("demo: {} ran natively: {}; /proc/<pid>/exe = {exe}", path, r.outcome);
+    println!("demo: /proc/sys/fs/binfmt_ape/handled = {} (the kernel decoded its header)", counter("handled"));
+    i32::from(!matches!(r.outcome, Outcome::Exit(_)))
+}
