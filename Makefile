@@ -11,6 +11,7 @@
 KDIR ?= /lib/modules/$(shell uname -r)/build
 KVER ?= 6.12
 FUZZ_SECONDS ?= 60
+export KVER ARCHES VARIANT FUZZ_SECONDS FUZZ_SANITIZER
 kbuild := $(MAKE) -C $(KDIR) M=$(CURDIR) $(if $(ARCH),ARCH=$(ARCH)) \
 	$(if $(CROSS_COMPILE),CROSS_COMPILE=$(CROSS_COMPILE)) $(if $(LLVM),LLVM=$(LLVM))
 

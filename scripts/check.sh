@@ -40,25 +40,29 @@ count_ktap() {
 "$BINFMT_APE_ROOT"/scripts/setup.sh
 cd "$BINFMT_APE_ROOT"
 
-log "host tests (cargo test)"
-out=$(cargo test --release --manifest-path tests/Cargo.toml -p apekit 2>&1) || true
-echo "$out" | grep -E '^test .* FAILED|panicked|^test result' || true
-read -r p f < <(echo "$out" | awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }')
-passed=$((passed + p)) failed=$((failed + f))
-echo "$out" | grep -q '^test result:' || result "cargo test ran" 1
-
-log "static checks"
-cargo clippy --quiet --release --manifest-path tests/Cargo.toml -p apekit --lib -- -D warnings
-result "clippy: decoder (indexing, arithmetic, unwrap, panic denied)" $?
-rustfmt --edition 2021 --check src/*.rs rust/kernel/*.rs >/dev/null
-result "rustfmt: kernel-side sources" $?
-
 log "fixtures (twice, to check they are deterministic)"
 scripts/fixtures.sh
 sum1=$(sha256sum <"$BUILD/fixtures/SHA256SUMS")
 scripts/fixtures.sh 2>/dev/null
 sum2=$(sha256sum <"$BUILD/fixtures/SHA256SUMS")
 result "fixtures are deterministic" "$([ "$sum1" = "$sum2" ]; echo $?)"
+
+log "host tests (cargo test)"
+apes=$(scripts/fetch-apes.sh)
+out=$(BINFMT_APE_REAL=$apes BINFMT_APE_FIXTURES=$BUILD/fixtures \
+	cargo test --release --manifest-path tests/Cargo.toml -p apekit 2>&1) || true
+echo "$out" | grep -E '^test .* FAILED|panicked|^test result' || true
+read -r p f < <(echo "$out" | awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }')
+passed=$((passed + p)) failed=$((failed + f))
+echo "$out" | grep -q '^test result:' || result "cargo test ran" 1
+
+log "static checks"
+s=0; cargo clippy --quiet --release --manifest-path tests/Cargo.toml -p apekit --lib -- -D warnings || s=$?
+result "clippy: decoder (indexing, arithmetic, unwrap, panic denied)" "$s"
+s=0; rustfmt --edition 2021 --check src/*.rs rust/kernel/*.rs >/dev/null || s=$?
+result "rustfmt: kernel-side sources" "$s"
+s=0; cargo fmt --quiet --manifest-path tests/Cargo.toml --all --check >/dev/null || s=$?
+result "rustfmt: host and guest sources" "$s"
 
 if [ -x scripts/fuzz.sh ]; then
 	log "fuzz smoke (${FUZZ_SECONDS:-60} s)"

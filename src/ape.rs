@@ -334,7 +334,9 @@ impl Statements<'_> {
             if c == b'\\' {
                 let mut octal = None;
                 for _ in 0..3 {
-                    let Some(&d @ b'0'..=b'7') = w.get(pos) else { break };
+                    let Some(&d @ b'0'..=b'7') = w.get(pos) else {
+                        break;
+                    };
                     let acc = octal.unwrap_or(0u32);
                     octal = Some(acc.wrapping_mul(8).wrapping_add(u32::from(d.wrapping_sub(b'0'))));
                     pos = pos.saturating_add(1);
@@ -362,10 +364,7 @@ impl Iterator for Statements<'_> {
             let (n, bytes, stop) = self.decode(offset.saturating_add(PRINTF.len()));
             self.pos = stop.saturating_add(1);
             if n >= EHDR_SIZE && bytes.starts_with(b"\x7fELF") {
-                return Some(Statement {
-                    offset,
-                    ehdr: Ehdr(bytes),
-                });
+                return Some(Statement { offset, ehdr: Ehdr(bytes) });
             }
         }
     }
@@ -464,9 +463,7 @@ pub fn select<S: Source>(
             Err(f) => return Ok(Err(Error::Invalid(f))),
         }
         let (off, len) = (ehdr.e_phoff(), ehdr.phdr_table_len());
-        let in_window = usize::try_from(off)
-            .ok()
-            .and_then(|s| window.get(s..s.checked_add(len)?));
+        let in_window = usize::try_from(off).ok().and_then(|s| window.get(s..s.checked_add(len)?));
         let table = match in_window {
             Some(t) => Some(t),
             None => src.read_exact_at(off, len)?,

@@ -89,12 +89,21 @@ impl<const N: usize> Registration<N> {
             let table = unsafe { Opaque::raw_get(ptr::addr_of!((*slot).table)) };
             for (i, e) in entries.iter().enumerate() {
                 // SAFETY: `i < N`, so the element is within the array.
-                unsafe { table.cast::<bindings::ctl_table>().add(i).write(e.to_ctl_table()) };
+                unsafe {
+                    table
+                        .cast::<bindings::ctl_table>()
+                        .add(i)
+                        .write(e.to_ctl_table())
+                };
             }
             // SAFETY: `path` is a NUL-terminated static string and `table` points to `N`
             // initialised entries that stay pinned until `drop`.
             let header = unsafe {
-                bindings::register_sysctl_sz(path.as_char_ptr(), table.cast::<bindings::ctl_table>(), N)
+                bindings::register_sysctl_sz(
+                    path.as_char_ptr(),
+                    table.cast::<bindings::ctl_table>(),
+                    N,
+                )
             };
             if header.is_null() {
                 return Err(ENOMEM);

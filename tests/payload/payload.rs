@@ -14,14 +14,7 @@
 use core::arch::global_asm;
 
 #[cfg(target_arch = "x86_64")]
-global_asm!(
-    ".globl _start",
-    "_start:",
-    "mov rdi, rsp",
-    "and rsp, -16",
-    "call payload_main",
-    "ud2"
-);
+global_asm!(".globl _start", "_start:", "mov rdi, rsp", "and rsp, -16", "call payload_main", "ud2");
 
 #[cfg(target_arch = "aarch64")]
 global_asm!(".globl _start", "_start:", "mov x0, sp", "bl payload_main", "brk #0");

@@ -147,7 +147,14 @@ pub fn cases(x86: &[u8], arm: &[u8]) -> Vec<Case> {
         b[7] = b'x';
         b
     });
-    add("no-printf", "every 'printf '' renamed 'printg ''", e, e, "sentinel", replace_all(&fat().render(), b"printf '", b"printg '"));
+    add(
+        "no-printf",
+        "every 'printf '' renamed 'printg ''",
+        e,
+        e,
+        "sentinel",
+        replace_all(&fat().render(), b"printf '", b"printg '"),
+    );
     let mut f = fat();
     let s = &mut f.statements[0];
     let n = s.len();
@@ -156,10 +163,24 @@ pub fn cases(x86: &[u8], arm: &[u8]) -> Vec<Case> {
     add("printf-no-closing-quote", "the x86_64 statement lacks its closing quote: it runs on to the next statement's quote, which swallows the aarch64 header", "run", e, "sentinel", f.render());
     let len = fat().statements[0].len();
     let f = first_statement_at(fat(), 8192 - len - 70);
-    add("printf-crossing-8192", "the aarch64 statement starts 70 bytes before 8192 and is cut by the window", "run", e, "sentinel", f.render());
+    add(
+        "printf-crossing-8192",
+        "the aarch64 statement starts 70 bytes before 8192 and is cut by the window",
+        "run",
+        e,
+        "sentinel",
+        f.render(),
+    );
     let mut f = first_statement_at(fat(), 8190);
     f.statements.truncate(1);
-    add("printf-at-8190", "the only statement starts at 8190: 'printf '' does not fit the window", e, e, "sentinel", f.render());
+    add(
+        "printf-at-8190",
+        "the only statement starts at 8190: 'printf '' does not fit the window",
+        e,
+        e,
+        "sentinel",
+        f.render(),
+    );
     let mut f = fat();
     for s in &mut f.statements {
         let n = s.len();
@@ -174,65 +195,175 @@ pub fn cases(x86: &[u8], arm: &[u8]) -> Vec<Case> {
     add("phentsize-55", "e_phentsize = 55", e, e, "sentinel", fat().headers(|h| put16(h, eh::PHENTSIZE, 55)).render());
     add("phentsize-57", "e_phentsize = 57", e, e, "sentinel", fat().headers(|h| put16(h, eh::PHENTSIZE, 57)).render());
     add("phnum-0", "e_phnum = 0", e, e, "sentinel", fat().headers(|h| put16(h, eh::PHNUM, 0)).render());
-    add("phnum-19", "table moved to EOF and padded to 19 entries (loader.c's cap is 73)", "run", "run", "same", table_at_eof(fat(), 19, Some(19)));
-    add("phnum-73", "table at EOF with 73 entries, the most loader.c accepts", "run", "run", "same", table_at_eof(fat(), 73, Some(73)));
-    add("phnum-74", "table at EOF with 74 entries: over loader.c's 4096-byte buffer", e, e, "sentinel", table_at_eof(fat(), 74, Some(74)));
+    add(
+        "phnum-19",
+        "table moved to EOF and padded to 19 entries (loader.c's cap is 73)",
+        "run",
+        "run",
+        "same",
+        table_at_eof(fat(), 19, Some(19)),
+    );
+    add(
+        "phnum-73",
+        "table at EOF with 73 entries, the most loader.c accepts",
+        "run",
+        "run",
+        "same",
+        table_at_eof(fat(), 73, Some(73)),
+    );
+    add(
+        "phnum-74",
+        "table at EOF with 74 entries: over loader.c's 4096-byte buffer",
+        e,
+        e,
+        "sentinel",
+        table_at_eof(fat(), 74, Some(74)),
+    );
     add("phnum-65535", "e_phnum = 0xffff", e, e, "sentinel", fat().headers(|h| put16(h, eh::PHNUM, 0xffff)).render());
-    add("phdrs-at-eof", "program headers at the end of the file, past the 8 KiB window (read with kernel_read)", "run", "run", "same", table_at_eof(fat(), 0, None));
-    add("phdrs-truncated", "tables at EOF, file cut 8 bytes short: the aarch64 table (last) is incomplete", "run", e, "sentinel", {
-        let mut b = table_at_eof(fat(), 0, None);
-        let n = b.len();
-        b.truncate(n - 8);
-        b
-    });
+    add(
+        "phdrs-at-eof",
+        "program headers at the end of the file, past the 8 KiB window (read with kernel_read)",
+        "run",
+        "run",
+        "same",
+        table_at_eof(fat(), 0, None),
+    );
+    add(
+        "phdrs-truncated",
+        "tables at EOF, file cut 8 bytes short: the aarch64 table (last) is incomplete",
+        "run",
+        e,
+        "sentinel",
+        {
+            let mut b = table_at_eof(fat(), 0, None);
+            let n = b.len();
+            b.truncate(n - 8);
+            b
+        },
+    );
     add("phoff-past-eof", "e_phoff = file size + 4096", e, e, "sentinel", {
         let f = fat();
         let n = f.render().len() as u64;
         f.headers(|h| put64(h, eh::PHOFF, n + 4096)).render()
     });
-    add("phoff-overflow", "e_phoff + table size overflows u64", e, e, "sentinel", fat().headers(|h| put64(h, eh::PHOFF, u64::MAX - 16)).render());
+    add(
+        "phoff-overflow",
+        "e_phoff + table size overflows u64",
+        e,
+        e,
+        "sentinel",
+        fat().headers(|h| put64(h, eh::PHOFF, u64::MAX - 16)).render(),
+    );
     add("x86_64-only", "only the x86_64 image", "run", e, "sentinel", Ape::new(Magic::Mz, &[x86.to_vec()]).render());
     add("aarch64-only", "only the aarch64 image", e, "run", "sentinel", Ape::new(Magic::Mz, &[arm.to_vec()]).render());
-    add("same-arch-twice", "two x86_64 images: the first statement wins", "run", e, "sentinel", Ape::new(Magic::Mz, &[x86.to_vec(), x86.to_vec()]).render());
-    add("skip-to-second", "first x86_64 header's table is past EOF (skipped, as loader.c does); the second is valid", "run", e, "sentinel", {
-        let mut f = Ape::new(Magic::Mz, &[x86.to_vec(), x86.to_vec()]);
-        put64(&mut f.images[0].ehdr, eh::PHOFF, 1 << 40);
-        f.restate();
-        f.render()
-    });
+    add(
+        "same-arch-twice",
+        "two x86_64 images: the first statement wins",
+        "run",
+        e,
+        "sentinel",
+        Ape::new(Magic::Mz, &[x86.to_vec(), x86.to_vec()]).render(),
+    );
+    add(
+        "skip-to-second",
+        "first x86_64 header's table is past EOF (skipped, as loader.c does); the second is valid",
+        "run",
+        e,
+        "sentinel",
+        {
+            let mut f = Ape::new(Magic::Mz, &[x86.to_vec(), x86.to_vec()]);
+            put64(&mut f.images[0].ehdr, eh::PHOFF, 1 << 40);
+            f.restate();
+            f.render()
+        },
+    );
     let mut f = fat();
     f.statements.insert(0, b"printf 'hello, decoy\\n'\n".to_vec());
     add("decoy-printf-first", "a non-ELF printf statement comes first", "run", "run", "same", f.render());
-    add("pt-interp", "the writable PT_LOAD turned into PT_INTERP", e, e, "sentinel", fat().phdrs(|p| {
-        if is_load(p, elf::PF_W) {
-            put32(p, ph::TYPE, elf::PT_INTERP);
-        }
-    }).render());
-    add("pt-dynamic", "the writable PT_LOAD turned into PT_DYNAMIC", e, e, "sentinel", fat().phdrs(|p| {
-        if is_load(p, elf::PF_W) {
-            put32(p, ph::TYPE, elf::PT_DYNAMIC);
-        }
-    }).render());
-    add("filesz-gt-memsz", "writable PT_LOAD with p_filesz = p_memsz + 1", e, e, "sentinel", fat().phdrs(|p| {
-        if is_load(p, elf::PF_W) {
-            put64(p, ph::FILESZ, get64(p, ph::MEMSZ) + 1);
-        }
-    }).render());
-    add("incongruent", "executable PT_LOAD with p_offset + 1 (p_vaddr unchanged)", e, e, "sentinel", fat().phdrs(|p| {
-        if is_load(p, elf::PF_X) {
-            put64(p, ph::OFFSET, get64(p, ph::OFFSET) + 1);
-        }
-    }).render());
-    add("vaddr-overflow", "writable PT_LOAD with p_memsz = 2^64 - 16 (p_vaddr + p_memsz overflows)", e, e, "sentinel", fat().phdrs(|p| {
-        if is_load(p, elf::PF_W) {
-            put64(p, ph::MEMSZ, u64::MAX - 16);
-        }
-    }).render());
-    add("beyond-task-size", "writable PT_LOAD moved to 2^52: binfmt_elf fails to map it after the point of no return", "SIGSEGV", "SIGSEGV", "same", fat().phdrs(|p| {
-        if is_load(p, elf::PF_W) {
-            put64(p, ph::VADDR, (1 << 52) | (get64(p, ph::VADDR) & 0xffff));
-        }
-    }).render());
+    add(
+        "pt-interp",
+        "the writable PT_LOAD turned into PT_INTERP",
+        e,
+        e,
+        "sentinel",
+        fat()
+            .phdrs(|p| {
+                if is_load(p, elf::PF_W) {
+                    put32(p, ph::TYPE, elf::PT_INTERP);
+                }
+            })
+            .render(),
+    );
+    add(
+        "pt-dynamic",
+        "the writable PT_LOAD turned into PT_DYNAMIC",
+        e,
+        e,
+        "sentinel",
+        fat()
+            .phdrs(|p| {
+                if is_load(p, elf::PF_W) {
+                    put32(p, ph::TYPE, elf::PT_DYNAMIC);
+                }
+            })
+            .render(),
+    );
+    add(
+        "filesz-gt-memsz",
+        "writable PT_LOAD with p_filesz = p_memsz + 1",
+        e,
+        e,
+        "sentinel",
+        fat()
+            .phdrs(|p| {
+                if is_load(p, elf::PF_W) {
+                    put64(p, ph::FILESZ, get64(p, ph::MEMSZ) + 1);
+                }
+            })
+            .render(),
+    );
+    add(
+        "incongruent",
+        "executable PT_LOAD with p_offset + 1 (p_vaddr unchanged)",
+        e,
+        e,
+        "sentinel",
+        fat()
+            .phdrs(|p| {
+                if is_load(p, elf::PF_X) {
+                    put64(p, ph::OFFSET, get64(p, ph::OFFSET) + 1);
+                }
+            })
+            .render(),
+    );
+    add(
+        "vaddr-overflow",
+        "writable PT_LOAD with p_memsz = 2^64 - 16 (p_vaddr + p_memsz overflows)",
+        e,
+        e,
+        "sentinel",
+        fat()
+            .phdrs(|p| {
+                if is_load(p, elf::PF_W) {
+                    put64(p, ph::MEMSZ, u64::MAX - 16);
+                }
+            })
+            .render(),
+    );
+    add(
+        "beyond-task-size",
+        "writable PT_LOAD moved to 2^52: binfmt_elf fails to map it after the point of no return",
+        "SIGSEGV",
+        "SIGSEGV",
+        "same",
+        fat()
+            .phdrs(|p| {
+                if is_load(p, elf::PF_W) {
+                    put64(p, ph::VADDR, (1 << 52) | (get64(p, ph::VADDR) & 0xffff));
+                }
+            })
+            .render(),
+    );
     add("overlapping-loads", "table at EOF with the executable PT_LOAD listed twice: overlaps are left to binfmt_elf, which maps the later over the earlier", "run", "run", "same", table_at_eof_with(fat(), 1, None, |t| {
         let mut e = [0; 56];
         if let Some(x) = t.chunks_exact(56).find(|p| is_load(p, elf::PF_X)) {
@@ -240,26 +371,47 @@ pub fn cases(x86: &[u8], arm: &[u8]) -> Vec<Case> {
         }
         e
     }));
-    add("entry-not-executable", "e_entry = 0x10 (in no PF_X PT_LOAD)", e, e, "sentinel", fat().headers(|h| put64(h, eh::ENTRY, 0x10)).render());
-    add("truncated-x86_64-text", "aarch64 first; the file ends where the x86_64 text segment starts: its pages fault", "SIGBUS", "run", "same", {
-        let f = fat_ax();
-        let img = &f.images[1];
-        let text = (0..get16(&img.ehdr, eh::PHNUM) as usize)
-            .map(|i| get64(&img.ehdr, eh::PHOFF) as usize - img.base + i * 56)
-            .find(|&p| is_load(&img.bytes[p..p + 56], elf::PF_X))
-            .map(|p| get64(&img.bytes, p + ph::OFFSET) as usize)
-            .unwrap_or(0);
-        let mut b = f.render();
-        b.truncate(text.max(img.base + 0x1000));
-        b
-    });
-    add("truncated-aarch64-text", "the file ends 0x100 bytes into the aarch64 image, inside its first (text) page: the rest reads as zeros (UDF)", "run", "SIGILL", "same", {
-        let f = fat();
-        let base = f.images[1].base;
-        let mut b = f.render();
-        b.truncate(base + 0x100);
-        b
-    });
+    add(
+        "entry-not-executable",
+        "e_entry = 0x10 (in no PF_X PT_LOAD)",
+        e,
+        e,
+        "sentinel",
+        fat().headers(|h| put64(h, eh::ENTRY, 0x10)).render(),
+    );
+    add(
+        "truncated-x86_64-text",
+        "aarch64 first; the file ends where the x86_64 text segment starts: its pages fault",
+        "SIGBUS",
+        "run",
+        "same",
+        {
+            let f = fat_ax();
+            let img = &f.images[1];
+            let text = (0..get16(&img.ehdr, eh::PHNUM) as usize)
+                .map(|i| get64(&img.ehdr, eh::PHOFF) as usize - img.base + i * 56)
+                .find(|&p| is_load(&img.bytes[p..p + 56], elf::PF_X))
+                .map(|p| get64(&img.bytes, p + ph::OFFSET) as usize)
+                .unwrap_or(0);
+            let mut b = f.render();
+            b.truncate(text.max(img.base + 0x1000));
+            b
+        },
+    );
+    add(
+        "truncated-aarch64-text",
+        "the file ends 0x100 bytes into the aarch64 image, inside its first (text) page: the rest reads as zeros (UDF)",
+        "run",
+        "SIGILL",
+        "same",
+        {
+            let f = fat();
+            let base = f.images[1].base;
+            let mut b = f.render();
+            b.truncate(base + 0x100);
+            b
+        },
+    );
     add("zero-length", "an empty file", e, e, e, Vec::new());
     add("printf-flood", "magic then 8 KiB of 'printf '' repeated", e, e, "sentinel", {
         let mut b = b"MZqFpD='\n'\n".to_vec();
@@ -281,30 +433,60 @@ pub fn cases(x86: &[u8], arm: &[u8]) -> Vec<Case> {
         b
     });
     let mut f = fat();
-    f.statements = f.images.iter().map(|i| statement_with(&i.ehdr, |b| format!("\\{:o}", u16::from(b) + 256))).collect();
-    add("octal-plus-256", "every byte escaped as its value + 256 (\\577 for 0x7f): the low 8 bits count", "run", "run", "same", f.render());
+    f.statements =
+        f.images.iter().map(|i| statement_with(&i.ehdr, |b| format!("\\{:o}", u16::from(b) + 256))).collect();
+    add(
+        "octal-plus-256",
+        "every byte escaped as its value + 256 (\\577 for 0x7f): the low 8 bits count",
+        "run",
+        "run",
+        "same",
+        f.render(),
+    );
     let mut f = fat();
-    f.statements = f.images.iter().map(|i| {
-        let mut s = b"printf '".to_vec();
-        for &b in &i.ehdr {
-            if b.is_ascii_alphabetic() {
-                s.push(b);
-            } else {
-                s.extend_from_slice(format!("\\{b:o}").as_bytes());
+    f.statements = f
+        .images
+        .iter()
+        .map(|i| {
+            let mut s = b"printf '".to_vec();
+            for &b in &i.ehdr {
+                if b.is_ascii_alphabetic() {
+                    s.push(b);
+                } else {
+                    s.extend_from_slice(format!("\\{b:o}").as_bytes());
+                }
             }
-        }
-        s.extend_from_slice(b"'\n");
-        s
-    }).collect();
-    add("short-escapes-and-literals", "letters literal, other bytes as the shortest octal escape (\\0, \\12, \\177)", "run", "run", "same", f.render());
+            s.extend_from_slice(b"'\n");
+            s
+        })
+        .collect();
+    add(
+        "short-escapes-and-literals",
+        "letters literal, other bytes as the shortest octal escape (\\0, \\12, \\177)",
+        "run",
+        "run",
+        "same",
+        f.render(),
+    );
     let mut f = fat();
-    f.statements = f.images.iter().map(|i| {
-        let mut s = printf_statement(&i.ehdr);
-        let n = s.len();
-        s.splice(n - 2..n - 2, b"\\8\\9\\".iter().copied());
-        s
-    }).collect();
-    add("trailing-non-octal-escapes", "\\8, \\9 and a lone backslash after the 64 header bytes are literal", "run", "run", "same", f.render());
+    f.statements = f
+        .images
+        .iter()
+        .map(|i| {
+            let mut s = printf_statement(&i.ehdr);
+            let n = s.len();
+            s.splice(n - 2..n - 2, b"\\8\\9\\".iter().copied());
+            s
+        })
+        .collect();
+    add(
+        "trailing-non-octal-escapes",
+        "\\8, \\9 and a lone backslash after the 64 header bytes are literal",
+        "run",
+        "run",
+        "same",
+        f.render(),
+    );
     let mut f = fat();
     f.magic = Magic::Jartsr;
     add("jartsr-magic", "jartsr=' magic", "run", "run", "same", f.render());

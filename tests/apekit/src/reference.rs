@@ -95,7 +95,8 @@ fn check_loads(h: &Hdr, table: &[u8], page: u64) -> Result<(), &'static str> {
     }
     let mut entry_ok = false;
     for e in ents {
-        let (ty, fl, off, va, fs, ms) = (le(e, 0, 4), le(e, 4, 4), le(e, 8, 8), le(e, 16, 8), le(e, 32, 8), le(e, 40, 8));
+        let (ty, fl, off, va, fs, ms) =
+            (le(e, 0, 4), le(e, 4, 4), le(e, 8, 8), le(e, 16, 8), le(e, 32, 8), le(e, 40, 8));
         if ty != 1 || ms == 0 {
             continue;
         }
@@ -113,7 +114,11 @@ fn check_loads(h: &Hdr, table: &[u8], page: u64) -> Result<(), &'static str> {
             entry_ok = true;
         }
     }
-    if entry_ok { Ok(()) } else { Err("entry") }
+    if entry_ok {
+        Ok(())
+    } else {
+        Err("entry")
+    }
 }
 
 /// The reference verdict for `file` on `machine` with pages of `page` bytes.

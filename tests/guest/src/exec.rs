@@ -5,8 +5,8 @@
 
 use std::ffi::CString;
 use std::fs;
-use std::os::fd::{FromRawFd, OwnedFd, AsRawFd};
 use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// How an exec ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -48,7 +48,12 @@ fn manifest(dir: &'static str) -> Vec<Case> {
         .filter_map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
             let expect = if ARCH == "x86_64" { f.get(1)? } else { f.get(2)? };
-            Some(Case { dir, name: f.first()?.to_string(), expect: expect.to_string(), with_misc: f.get(3)?.to_string() })
+            Some(Case {
+                dir,
+                name: f.first()?.to_string(),
+                expect: expect.to_string(),
+                with_misc: f.get(3)?.to_string(),
+            })
         })
         .collect()
 }
@@ -106,7 +111,8 @@ fn check_case(path: &str, name: &str, expect: &str) -> Check {
         "sentinel" => {
             let r = run(path, &[path, "x"], Stdin::Null);
             let want = format!("argv=[{SENTINEL},{path},x]");
-            if r.outcome == Outcome::Exit(0) && r.out().contains(&want) && r.out().contains(&format!("exe={SENTINEL}")) {
+            if r.outcome == Outcome::Exit(0) && r.out().contains(&want) && r.out().contains(&format!("exe={SENTINEL}"))
+            {
                 Ok(())
             } else {
                 Err(format!("{}; want binfmt_misc's sentinel with {want}", describe(&r)))
@@ -115,7 +121,11 @@ fn check_case(path: &str, name: &str, expect: &str) -> Check {
         other => {
             let r = run(path, &[path], Stdin::Null);
             let got = r.outcome.to_string();
-            if got == other { Ok(()) } else { Err(format!("{}; want {other}", describe(&r))) }
+            if got == other {
+                Ok(())
+            } else {
+                Err(format!("{}; want {other}", describe(&r)))
+            }
         }
     }
 }
@@ -146,13 +156,21 @@ fn plan() -> Vec<Test> {
         move || if f >= 12 && c >= 40 { Ok(()) } else { Err(format!("{f} fixtures, {c} corpus cases")) }
     }));
     // Without the module: a direct execve of an APE fails, whatever a shell would do.
-    v.push(t("without_module.ent_com_enoexec", || expect_eq("execve", ent(ENT_COM).outcome, Outcome::Errno(libc::ENOEXEC))));
-    v.push(t("without_module.fixture_enoexec", || expect_eq("execve", run(FAT, &[FAT], Stdin::Null).outcome, Outcome::Errno(libc::ENOEXEC))));
+    v.push(t("without_module.ent_com_enoexec", || {
+        expect_eq("execve", ent(ENT_COM).outcome, Outcome::Errno(libc::ENOEXEC))
+    }));
+    v.push(t("without_module.fixture_enoexec", || {
+        expect_eq("execve", run(FAT, &[FAT], Stdin::Null).outcome, Outcome::Errno(libc::ENOEXEC))
+    }));
     v.push(t("insmod", insmod));
     v.push(t("loads_binfmt_misc_first", || {
         // binfmt_ape's init asks for binfmt_misc before registering, so it stays ahead of it.
         let m = read("/proc/modules")?;
-        if m.contains("binfmt_misc") { Ok(()) } else { Err(format!("binfmt_misc not loaded: {m}")) }
+        if m.contains("binfmt_misc") {
+            Ok(())
+        } else {
+            Err(format!("binfmt_misc not loaded: {m}"))
+        }
     }));
     v.push(t("sysctl.enabled_is_1", || expect_eq("enabled", read(&format!("{SYSCTL}/enabled"))?, "1".into())));
     v.push(t("ent.output_matches_assimilated_elf", || {
@@ -186,15 +204,27 @@ fn plan() -> Vec<Test> {
     }));
     for c in fix.iter().chain(corpus.iter()).cloned() {
         let dir = if c.dir == "/ape/fix" { "fixture" } else { "corpus" };
-        v.push(t(format!("{dir}.{}", c.name), move || check_case(&format!("{}/{}.ape", c.dir, c.name), &c.name, &c.expect)));
+        v.push(t(format!("{dir}.{}", c.name), move || {
+            check_case(&format!("{}/{}.ape", c.dir, c.name), &c.name, &c.expect)
+        }));
     }
-    v.push(t("elf_still_runs", || check_payload("/bin/payload-exec", "exec").or_else(|_| {
-        let r = run("/bin/payload-exec", &["/bin/payload-exec"], Stdin::Null);
-        if r.outcome == Outcome::Exit(0) && r.out().starts_with(&format!("payload: arch={ARCH}")) { Ok(()) } else { Err(describe(&r)) }
-    })));
+    v.push(t("elf_still_runs", || {
+        check_payload("/bin/payload-exec", "exec").or_else(|_| {
+            let r = run("/bin/payload-exec", &["/bin/payload-exec"], Stdin::Null);
+            if r.outcome == Outcome::Exit(0) && r.out().starts_with(&format!("payload: arch={ARCH}")) {
+                Ok(())
+            } else {
+                Err(describe(&r))
+            }
+        })
+    }));
     v.push(t("script_still_runs", || {
         let r = run("/test/hello.sh", &["/test/hello.sh"], Stdin::Null);
-        if r.outcome == Outcome::Exit(0) && r.out() == "hello from #!\n" { Ok(()) } else { Err(describe(&r)) }
+        if r.outcome == Outcome::Exit(0) && r.out() == "hello from #!\n" {
+            Ok(())
+        } else {
+            Err(describe(&r))
+        }
     }));
     v.push(t("counters", || {
         let handled = counter("handled");
@@ -236,7 +266,9 @@ fn plan() -> Vec<Test> {
     // binfmt_misc with rules for every APE magic, the way Wine's MZ rule catches APEs.
     v.push(t("misc.register_rules", || {
         sh("mount", &["-t", "binfmt_misc", "none", MISC])?;
-        for rule in [":mz:M::MZ::/bin/sentinel:", ":jartsr:M::jartsr::/bin/sentinel:", ":apedbg:M::APEDBG::/bin/sentinel:"] {
+        for rule in
+            [":mz:M::MZ::/bin/sentinel:", ":jartsr:M::jartsr::/bin/sentinel:", ":apedbg:M::APEDBG::/bin/sentinel:"]
+        {
             write(&format!("{MISC}/register"), rule)?;
         }
         Ok(())
@@ -245,7 +277,9 @@ fn plan() -> Vec<Test> {
     v.push(t("misc.ent_still_native", || expect_eq("ent.com", ent(ENT_COM).outcome, Outcome::Exit(0))));
     // Declined files must reach binfmt_misc with `bprm->buf` untouched, magic and all.
     for c in fix.iter().chain(corpus.iter()).filter(|c| c.expect == "ENOEXEC" && c.with_misc != "same").cloned() {
-        v.push(t(format!("misc.{}", c.name), move || check_case(&format!("{}/{}.ape", c.dir, c.name), &c.name, &c.with_misc)));
+        v.push(t(format!("misc.{}", c.name), move || {
+            check_case(&format!("{}/{}.ape", c.dir, c.name), &c.name, &c.with_misc)
+        }));
     }
     v.push(t("rmmod", rmmod));
     v.push(t("after_rmmod.misc_takes_apes", || check_case(FAT, "exec", "sentinel")));
@@ -263,9 +297,15 @@ fn plan() -> Vec<Test> {
         let d = dmesg();
         let bad: Vec<&str> = d
             .lines()
-            .filter(|l| ["BUG", "WARNING", "Oops", "rust_panic", "Call Trace", "kernel panic"].iter().any(|w| l.contains(w)))
+            .filter(|l| {
+                ["BUG", "WARNING", "Oops", "rust_panic", "Call Trace", "kernel panic"].iter().any(|w| l.contains(w))
+            })
             .collect();
-        if bad.is_empty() { Ok(()) } else { Err(bad.join("\n")) }
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(bad.join("\n"))
+        }
     }));
     v
 }
@@ -318,7 +358,9 @@ pub fn demo(args: &[String]) -> i32 {
             return 1;
         }
     };
-    let exe = fs::read_link(format!("/proc/{}/exe", child.pid)).map(|p| p.display().to_string()).unwrap_or_else(|_| "(already exited)".into());
+    let exe = fs::read_link(format!("/proc/{}/exe", child.pid))
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "(already exited)".into());
     let maps = fs::read_to_string(format!("/proc/{}/maps", child.pid)).unwrap_or_default();
     // The default demo (ent) reads stdin: give it some input now that it was inspected.
     child.feed(&fs::read("/ape/real/input").unwrap_or_default());

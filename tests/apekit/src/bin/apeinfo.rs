@@ -118,7 +118,9 @@ fn main() -> ExitCode {
                 .collect();
             let errs: Vec<String> = verdicts
                 .iter()
-                .map(|(n, v)| format!("{}:{}", json_str(n), v.err().map(|e| json_str(e.name())).unwrap_or("null".into())))
+                .map(|(n, v)| {
+                    format!("{}:{}", json_str(n), v.err().map(|e| json_str(e.name())).unwrap_or("null".into()))
+                })
                 .collect();
             println!(
                 "{{\"file\":{},\"magic\":{},\"headers\":[{}],\"selected\":{{{}}},\"error\":{{{}}},\"arch\":{},\"runs\":{}}}",
@@ -153,5 +155,9 @@ fn main() -> ExitCode {
             }
         }
     }
-    if all_run { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    if all_run {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }

@@ -52,7 +52,10 @@ fn main() {
                 let bytes = mkape::Ape::new(magic, &elfs).render();
                 write(&fix, &name, &bytes);
                 let (want, misc) = if magic == Magic::Debug { ("ENOEXEC", "sentinel") } else { ("run", "same") };
-                manifest.push_str(&format!("{name}\t{want}\t{want}\t{misc}\tET_{} payloads, {mname} magic, order {order}\n", kind.to_uppercase()));
+                manifest.push_str(&format!(
+                    "{name}\t{want}\t{want}\t{misc}\tET_{} payloads, {mname} magic, order {order}\n",
+                    kind.to_uppercase()
+                ));
             }
         }
     }
