@@ -85,13 +85,13 @@ pub enum Magic {
 
 impl Magic {
     /// The magic at the start of `buf`, if any.
+    ///
+    /// This runs on every exec on the machine, so it is one 8-byte load and three compares.
     pub fn of(buf: &[u8]) -> Option<Self> {
-        match buf.get(..8)? {
-            b"MZqFpD='" => Some(Self::Mz),
-            b"jartsr='" => Some(Self::Jartsr),
-            b"APEDBG='" => Some(Self::Debug),
-            _ => None,
-        }
+        let head = u64::from_le_bytes(*buf.first_chunk::<8>()?);
+        [Self::Mz, Self::Jartsr, Self::Debug]
+            .into_iter()
+            .find(|m| u64::from_le_bytes(*m.bytes()) == head)
     }
 
     /// The eight magic bytes.
@@ -338,7 +338,10 @@ impl Statements<'_> {
                         break;
                     };
                     let acc = octal.unwrap_or(0u32);
-                    octal = Some(acc.wrapping_mul(8).wrapping_add(u32::from(d.wrapping_sub(b'0'))));
+                    octal = Some(
+                        acc.wrapping_mul(8)
+                            .wrapping_add(u32::from(d.wrapping_sub(b'0'))),
+                    );
                     pos = pos.saturating_add(1);
                 }
                 v = octal.unwrap_or(v);
@@ -364,7 +367,10 @@ impl Iterator for Statements<'_> {
             let (n, bytes, stop) = self.decode(offset.saturating_add(PRINTF.len()));
             self.pos = stop.saturating_add(1);
             if n >= EHDR_SIZE && bytes.starts_with(b"\x7fELF") {
-                return Some(Statement { offset, ehdr: Ehdr(bytes) });
+                return Some(Statement {
+                    offset,
+                    ehdr: Ehdr(bytes),
+                });
             }
         }
     }
@@ -463,7 +469,9 @@ pub fn select<S: Source>(
             Err(f) => return Ok(Err(Error::Invalid(f))),
         }
         let (off, len) = (ehdr.e_phoff(), ehdr.phdr_table_len());
-        let in_window = usize::try_from(off).ok().and_then(|s| window.get(s..s.checked_add(len)?));
+        let in_window = usize::try_from(off)
+            .ok()
+            .and_then(|s| window.get(s..s.checked_add(len)?));
         let table = match in_window {
             Some(t) => Some(t),
             None => src.read_exact_at(off, len)?,

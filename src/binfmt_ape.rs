@@ -86,8 +86,7 @@ impl binfmt::Binfmt for Ape {
             return Err(ENOEXEC);
         }
         if magic == ape::Magic::Debug {
-            // Debug builds are meant for the shell's loader; not an error.
-            DECLINED_DEBUG.fetch_add(1, Relaxed);
+            decline(bprm, ape::Error::DebugMagic);
             return Err(ENOEXEC);
         }
         let selected = select(bprm).inspect_err(|_| {
@@ -123,7 +122,13 @@ fn select(bprm: &Binprm) -> Result<core::result::Result<ape::Selected, ape::Erro
 /// Counts a refusal and says why, rate-limited. Only files with an APE magic get here.
 fn decline(bprm: &Binprm, e: ape::Error) {
     let counter = match e {
-        ape::Error::NotApe | ape::Error::DebugMagic => &DECLINED_DEBUG,
+        // The caller checked the magic already.
+        ape::Error::NotApe => return,
+        // Debug builds are meant for the shell's own loader: counted, but not a problem.
+        ape::Error::DebugMagic => {
+            DECLINED_DEBUG.fetch_add(1, Relaxed);
+            return;
+        }
         ape::Error::NoPrintf => &DECLINED_NO_HEADER,
         ape::Error::NoMachine => &DECLINED_NO_MACHINE,
         ape::Error::Invalid(_) => &DECLINED_INVALID,

@@ -76,8 +76,7 @@ impl Binprm {
             )
         };
         if ret < 0 {
-            let errno = c_int::try_from(ret).unwrap_or(-(bindings::EIO as c_int));
-            return Err(Error::from_errno(errno));
+            return Err(c_int::try_from(ret).map_or(EIO, Error::from_errno));
         }
         usize::try_from(ret).map_err(|_| EIO)
     }

@@ -14,10 +14,23 @@
 use core::arch::global_asm;
 
 #[cfg(target_arch = "x86_64")]
-global_asm!(".globl _start", "_start:", "mov rdi, rsp", "and rsp, -16", "call payload_main", "ud2");
+global_asm!(
+    ".globl _start",
+    "_start:",
+    "mov rdi, rsp",
+    "and rsp, -16",
+    "call payload_main",
+    "ud2"
+);
 
 #[cfg(target_arch = "aarch64")]
-global_asm!(".globl _start", "_start:", "mov x0, sp", "bl payload_main", "brk #0");
+global_asm!(
+    ".globl _start",
+    "_start:",
+    "mov x0, sp",
+    "bl payload_main",
+    "brk #0"
+);
 
 #[cfg(target_arch = "x86_64")]
 mod sys {
@@ -126,7 +139,11 @@ unsafe fn cstr<'a>(p: *const u8) -> &'a [u8] {
 }
 
 fn parse(s: &[u8]) -> usize {
-    s.iter().take_while(|c| c.is_ascii_digit()).fold(0, |a, &c| a.wrapping_mul(10).wrapping_add((c - b'0') as usize))
+    s.iter()
+        .take_while(|c| c.is_ascii_digit())
+        .fold(0, |a, &c| {
+            a.wrapping_mul(10).wrapping_add((c - b'0') as usize)
+        })
 }
 
 #[no_mangle]
@@ -150,7 +167,12 @@ unsafe extern "C" fn payload_main(sp: *const usize) -> ! {
     }
 
     // SAFETY: Single-threaded, and the only references ever made to these statics.
-    let (buf, exe) = unsafe { (&mut *core::ptr::addr_of_mut!(LINE), &mut *core::ptr::addr_of_mut!(EXE)) };
+    let (buf, exe) = unsafe {
+        (
+            &mut *core::ptr::addr_of_mut!(LINE),
+            &mut *core::ptr::addr_of_mut!(EXE),
+        )
+    };
     let mut line = Line { buf, len: 0 };
     line.put(b"payload: arch=");
     line.put(sys::ARCH);
@@ -177,7 +199,13 @@ unsafe extern "C" fn payload_main(sp: *const usize) -> ! {
     line.put(b" exe=");
     let path = b"/proc/self/exe\0";
     let n = unsafe {
-        sys::call4(sys::READLINKAT, -100isize as usize, path.as_ptr() as usize, exe.as_mut_ptr() as usize, exe.len())
+        sys::call4(
+            sys::READLINKAT,
+            -100isize as usize,
+            path.as_ptr() as usize,
+            exe.as_mut_ptr() as usize,
+            exe.len(),
+        )
     };
     if n > 0 {
         line.put(exe.get(..n as usize).unwrap_or(&[]));
@@ -216,7 +244,12 @@ unsafe extern "C" fn memcpy(d: *mut u8, s: *const u8, n: usize) -> *mut u8 {
 #[no_mangle]
 unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
     for i in 0..n {
-        let (x, y) = unsafe { (core::ptr::read_volatile(a.add(i)), core::ptr::read_volatile(b.add(i))) };
+        let (x, y) = unsafe {
+            (
+                core::ptr::read_volatile(a.add(i)),
+                core::ptr::read_volatile(b.add(i)),
+            )
+        };
         if x != y {
             return i32::from(x) - i32::from(y);
         }

@@ -27,7 +27,11 @@ pub struct Case {
 impl Ape {
     /// Regenerates every statement from its image's header.
     pub fn restate(&mut self) {
-        self.statements = self.images.iter().map(|i| printf_statement(&i.ehdr)).collect();
+        self.statements = self
+            .images
+            .iter()
+            .map(|i| printf_statement(&i.ehdr))
+            .collect();
     }
 
     /// Applies `f` to every image's `printf` header.
@@ -78,7 +82,11 @@ fn table_at_eof_with(
             table.extend_from_slice(&e);
         }
         put64(&mut img.ehdr, eh::PHOFF, (file_len + tail.len()) as u64);
-        put16(&mut img.ehdr, eh::PHNUM, phnum_override.unwrap_or((n + extra) as u16));
+        put16(
+            &mut img.ehdr,
+            eh::PHNUM,
+            phnum_override.unwrap_or((n + extra) as u16),
+        );
         tail.extend_from_slice(&table);
     }
     ape.restate();
@@ -115,7 +123,10 @@ fn statement_with(bytes: &[u8], esc: impl Fn(u8) -> String) -> Vec<u8> {
 /// Pads the script so that the first statement starts at file offset `at`.
 fn first_statement_at(mut ape: Ape, at: usize) -> Ape {
     let head = 8 + 3 + ape.script.len();
-    assert!(at >= head + 2, "cannot move the statement before the script");
+    assert!(
+        at >= head + 2,
+        "cannot move the statement before the script"
+    );
     let pad = at - head;
     ape.script.push('#');
     ape.script.push_str(&"-".repeat(pad - 2));
@@ -129,24 +140,73 @@ pub fn cases(x86: &[u8], arm: &[u8]) -> Vec<Case> {
     let fat_ax = || Ape::new(Magic::Mz, &[arm.to_vec(), x86.to_vec()]);
     let mut v = Vec::new();
     let mut add = |name, mutation, x86_64, aarch64, with_misc, bytes: Vec<u8>| {
-        v.push(Case { name, mutation, x86_64, aarch64, with_misc, bytes });
+        v.push(Case {
+            name,
+            mutation,
+            x86_64,
+            aarch64,
+            with_misc,
+            bytes,
+        });
     };
     let e = "ENOEXEC";
 
-    add("valid-fat", "unmodified fat APE (x86_64 first)", "run", "run", "same", fat().render());
-    add("valid-fat-aarch64-first", "unmodified fat APE (aarch64 first)", "run", "run", "same", fat_ax().render());
-    add("magic-only", "the 8 magic bytes alone", e, e, "sentinel", b"MZqFpD='".to_vec());
+    add(
+        "valid-fat",
+        "unmodified fat APE (x86_64 first)",
+        "run",
+        "run",
+        "same",
+        fat().render(),
+    );
+    add(
+        "valid-fat-aarch64-first",
+        "unmodified fat APE (aarch64 first)",
+        "run",
+        "run",
+        "same",
+        fat_ax().render(),
+    );
+    add(
+        "magic-only",
+        "the 8 magic bytes alone",
+        e,
+        e,
+        "sentinel",
+        b"MZqFpD='".to_vec(),
+    );
     let mut b = fat().render();
     b[8] = b'x';
-    add("magic-no-newline", "byte 8 (newline after the magic) is 'x'", "run", "run", "same", b);
+    add(
+        "magic-no-newline",
+        "byte 8 (newline after the magic) is 'x'",
+        "run",
+        "run",
+        "same",
+        b,
+    );
     let mut f = fat();
     f.magic = Magic::Debug;
-    add("debug-magic", "APEDBG=' magic: left to the shell", e, e, "sentinel", f.render());
-    add("not-quite-magic", "MZqFpD=x: not an APE, but binfmt_misc's M::MZ still matches", e, e, "sentinel", {
-        let mut b = fat().render();
-        b[7] = b'x';
-        b
-    });
+    add(
+        "debug-magic",
+        "APEDBG=' magic: left to the shell",
+        e,
+        e,
+        "sentinel",
+        f.render(),
+    );
+    add(
+        "not-quite-magic",
+        "MZqFpD=x: not an APE, but binfmt_misc's M::MZ still matches",
+        e,
+        e,
+        "sentinel",
+        {
+            let mut b = fat().render();
+            b[7] = b'x';
+            b
+        },
+    );
     add(
         "no-printf",
         "every 'printf '' renamed 'printg ''",
@@ -186,15 +246,78 @@ pub fn cases(x86: &[u8], arm: &[u8]) -> Vec<Case> {
         let n = s.len();
         s.drain(n - 6..n - 2);
     }
-    add("header-63-bytes", "each statement spells 63 bytes", e, e, "sentinel", f.render());
-    add("class32", "EI_CLASS = ELFCLASS32", e, e, "sentinel", fat().headers(|h| h[eh::CLASS] = 1).render());
-    add("big-endian", "EI_DATA = ELFDATA2MSB", e, e, "sentinel", fat().headers(|h| h[eh::DATA] = 2).render());
-    add("ident-version-0", "EI_VERSION = 0", e, e, "sentinel", fat().headers(|h| h[eh::VERSION] = 0).render());
-    add("type-rel", "e_type = ET_REL", e, e, "sentinel", fat().headers(|h| put16(h, eh::TYPE, 1)).render());
-    add("type-core", "e_type = ET_CORE", e, e, "sentinel", fat().headers(|h| put16(h, eh::TYPE, 4)).render());
-    add("phentsize-55", "e_phentsize = 55", e, e, "sentinel", fat().headers(|h| put16(h, eh::PHENTSIZE, 55)).render());
-    add("phentsize-57", "e_phentsize = 57", e, e, "sentinel", fat().headers(|h| put16(h, eh::PHENTSIZE, 57)).render());
-    add("phnum-0", "e_phnum = 0", e, e, "sentinel", fat().headers(|h| put16(h, eh::PHNUM, 0)).render());
+    add(
+        "header-63-bytes",
+        "each statement spells 63 bytes",
+        e,
+        e,
+        "sentinel",
+        f.render(),
+    );
+    add(
+        "class32",
+        "EI_CLASS = ELFCLASS32",
+        e,
+        e,
+        "sentinel",
+        fat().headers(|h| h[eh::CLASS] = 1).render(),
+    );
+    add(
+        "big-endian",
+        "EI_DATA = ELFDATA2MSB",
+        e,
+        e,
+        "sentinel",
+        fat().headers(|h| h[eh::DATA] = 2).render(),
+    );
+    add(
+        "ident-version-0",
+        "EI_VERSION = 0",
+        e,
+        e,
+        "sentinel",
+        fat().headers(|h| h[eh::VERSION] = 0).render(),
+    );
+    add(
+        "type-rel",
+        "e_type = ET_REL",
+        e,
+        e,
+        "sentinel",
+        fat().headers(|h| put16(h, eh::TYPE, 1)).render(),
+    );
+    add(
+        "type-core",
+        "e_type = ET_CORE",
+        e,
+        e,
+        "sentinel",
+        fat().headers(|h| put16(h, eh::TYPE, 4)).render(),
+    );
+    add(
+        "phentsize-55",
+        "e_phentsize = 55",
+        e,
+        e,
+        "sentinel",
+        fat().headers(|h| put16(h, eh::PHENTSIZE, 55)).render(),
+    );
+    add(
+        "phentsize-57",
+        "e_phentsize = 57",
+        e,
+        e,
+        "sentinel",
+        fat().headers(|h| put16(h, eh::PHENTSIZE, 57)).render(),
+    );
+    add(
+        "phnum-0",
+        "e_phnum = 0",
+        e,
+        e,
+        "sentinel",
+        fat().headers(|h| put16(h, eh::PHNUM, 0)).render(),
+    );
     add(
         "phnum-19",
         "table moved to EOF and padded to 19 entries (loader.c's cap is 73)",
@@ -219,7 +342,14 @@ pub fn cases(x86: &[u8], arm: &[u8]) -> Vec<Case> {
         "sentinel",
         table_at_eof(fat(), 74, Some(74)),
     );
-    add("phnum-65535", "e_phnum = 0xffff", e, e, "sentinel", fat().headers(|h| put16(h, eh::PHNUM, 0xffff)).render());
+    add(
+        "phnum-65535",
+        "e_phnum = 0xffff",
+        e,
+        e,
+        "sentinel",
+        fat().headers(|h| put16(h, eh::PHNUM, 0xffff)).render(),
+    );
     add(
         "phdrs-at-eof",
         "program headers at the end of the file, past the 8 KiB window (read with kernel_read)",
@@ -241,21 +371,44 @@ pub fn cases(x86: &[u8], arm: &[u8]) -> Vec<Case> {
             b
         },
     );
-    add("phoff-past-eof", "e_phoff = file size + 4096", e, e, "sentinel", {
-        let f = fat();
-        let n = f.render().len() as u64;
-        f.headers(|h| put64(h, eh::PHOFF, n + 4096)).render()
-    });
+    add(
+        "phoff-past-eof",
+        "e_phoff = file size + 4096",
+        e,
+        e,
+        "sentinel",
+        {
+            let f = fat();
+            let n = f.render().len() as u64;
+            f.headers(|h| put64(h, eh::PHOFF, n + 4096)).render()
+        },
+    );
     add(
         "phoff-overflow",
         "e_phoff + table size overflows u64",
         e,
         e,
         "sentinel",
-        fat().headers(|h| put64(h, eh::PHOFF, u64::MAX - 16)).render(),
+        fat()
+            .headers(|h| put64(h, eh::PHOFF, u64::MAX - 16))
+            .render(),
     );
-    add("x86_64-only", "only the x86_64 image", "run", e, "sentinel", Ape::new(Magic::Mz, &[x86.to_vec()]).render());
-    add("aarch64-only", "only the aarch64 image", e, "run", "sentinel", Ape::new(Magic::Mz, &[arm.to_vec()]).render());
+    add(
+        "x86_64-only",
+        "only the x86_64 image",
+        "run",
+        e,
+        "sentinel",
+        Ape::new(Magic::Mz, &[x86.to_vec()]).render(),
+    );
+    add(
+        "aarch64-only",
+        "only the aarch64 image",
+        e,
+        "run",
+        "sentinel",
+        Ape::new(Magic::Mz, &[arm.to_vec()]).render(),
+    );
     add(
         "same-arch-twice",
         "two x86_64 images: the first statement wins",
@@ -278,8 +431,16 @@ pub fn cases(x86: &[u8], arm: &[u8]) -> Vec<Case> {
         },
     );
     let mut f = fat();
-    f.statements.insert(0, b"printf 'hello, decoy\\n'\n".to_vec());
-    add("decoy-printf-first", "a non-ELF printf statement comes first", "run", "run", "same", f.render());
+    f.statements
+        .insert(0, b"printf 'hello, decoy\\n'\n".to_vec());
+    add(
+        "decoy-printf-first",
+        "a non-ELF printf statement comes first",
+        "run",
+        "run",
+        "same",
+        f.render(),
+    );
     add(
         "pt-interp",
         "the writable PT_LOAD turned into PT_INTERP",
@@ -413,28 +574,52 @@ pub fn cases(x86: &[u8], arm: &[u8]) -> Vec<Case> {
         },
     );
     add("zero-length", "an empty file", e, e, e, Vec::new());
-    add("printf-flood", "magic then 8 KiB of 'printf '' repeated", e, e, "sentinel", {
-        let mut b = b"MZqFpD='\n'\n".to_vec();
-        while b.len() < 8300 {
-            b.extend_from_slice(b"printf '");
-        }
-        b
-    });
-    add("backslash-flood", "magic, 'printf '', then 8 KiB of backslashes", e, e, "sentinel", {
-        let mut b = b"MZqFpD='\n'\nprintf '".to_vec();
-        b.resize(8300, b'\\');
-        b
-    });
-    add("octal-777-everywhere", "magic then 8 KiB of printf statements of \\777", e, e, "sentinel", {
-        let mut b = b"MZqFpD='\n'\n".to_vec();
-        while b.len() < 8300 {
-            b.extend_from_slice(&statement_with(&[0xff; 64], |_| "\\777".into()));
-        }
-        b
-    });
+    add(
+        "printf-flood",
+        "magic then 8 KiB of 'printf '' repeated",
+        e,
+        e,
+        "sentinel",
+        {
+            let mut b = b"MZqFpD='\n'\n".to_vec();
+            while b.len() < 8300 {
+                b.extend_from_slice(b"printf '");
+            }
+            b
+        },
+    );
+    add(
+        "backslash-flood",
+        "magic, 'printf '', then 8 KiB of backslashes",
+        e,
+        e,
+        "sentinel",
+        {
+            let mut b = b"MZqFpD='\n'\nprintf '".to_vec();
+            b.resize(8300, b'\\');
+            b
+        },
+    );
+    add(
+        "octal-777-everywhere",
+        "magic then 8 KiB of printf statements of \\777",
+        e,
+        e,
+        "sentinel",
+        {
+            let mut b = b"MZqFpD='\n'\n".to_vec();
+            while b.len() < 8300 {
+                b.extend_from_slice(&statement_with(&[0xff; 64], |_| "\\777".into()));
+            }
+            b
+        },
+    );
     let mut f = fat();
-    f.statements =
-        f.images.iter().map(|i| statement_with(&i.ehdr, |b| format!("\\{:o}", u16::from(b) + 256))).collect();
+    f.statements = f
+        .images
+        .iter()
+        .map(|i| statement_with(&i.ehdr, |b| format!("\\{:o}", u16::from(b) + 256)))
+        .collect();
     add(
         "octal-plus-256",
         "every byte escaped as its value + 256 (\\577 for 0x7f): the low 8 bits count",
@@ -489,7 +674,14 @@ pub fn cases(x86: &[u8], arm: &[u8]) -> Vec<Case> {
     );
     let mut f = fat();
     f.magic = Magic::Jartsr;
-    add("jartsr-magic", "jartsr=' magic", "run", "run", "same", f.render());
+    add(
+        "jartsr-magic",
+        "jartsr=' magic",
+        "run",
+        "run",
+        "same",
+        f.render(),
+    );
     v
 }
 
@@ -497,7 +689,10 @@ pub fn cases(x86: &[u8], arm: &[u8]) -> Vec<Case> {
 pub fn manifest(cases: &[Case]) -> String {
     let mut s = String::from("# name\tx86_64\taarch64\twith_misc\tmutation\n");
     for c in cases {
-        s.push_str(&format!("{}\t{}\t{}\t{}\t{}\n", c.name, c.x86_64, c.aarch64, c.with_misc, c.mutation));
+        s.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\n",
+            c.name, c.x86_64, c.aarch64, c.with_misc, c.mutation
+        ));
     }
     s
 }

@@ -76,7 +76,10 @@ pub fn prepare(file: &[u8]) -> Result<Vec<u8>, String> {
         return Err("not ET_EXEC or ET_DYN".into());
     }
     let mut out = file.to_vec();
-    let (phoff, phnum) = (get64(file, eh::PHOFF) as usize, get16(file, eh::PHNUM) as usize);
+    let (phoff, phnum) = (
+        get64(file, eh::PHOFF) as usize,
+        get16(file, eh::PHNUM) as usize,
+    );
     if get16(file, eh::PHENTSIZE) != 56 || phoff + phnum * 56 > file.len() {
         return Err("bad program header table".into());
     }
@@ -85,13 +88,20 @@ pub fn prepare(file: &[u8]) -> Result<Vec<u8>, String> {
         match get32(file, p + ph::TYPE) {
             elf::PT_INTERP => return Err("has PT_INTERP: APEs must be static".into()),
             elf::PT_DYNAMIC => {
-                let (off, size) = (get64(file, p + ph::OFFSET) as usize, get64(file, p + ph::FILESZ) as usize);
-                let dynamic = file.get(off..off + size).ok_or("PT_DYNAMIC outside the file")?;
+                let (off, size) = (
+                    get64(file, p + ph::OFFSET) as usize,
+                    get64(file, p + ph::FILESZ) as usize,
+                );
+                let dynamic = file
+                    .get(off..off + size)
+                    .ok_or("PT_DYNAMIC outside the file")?;
                 for d in dynamic.chunks_exact(16) {
                     let (tag, val) = (get64(d, 0), get64(d, 8));
                     // DT_NEEDED, DT_RELASZ, DT_RELSZ, DT_RELRSZ, DT_PLTRELSZ
                     if matches!(tag, 1 | 2 | 8 | 18 | 35) && (tag == 1 || val != 0) {
-                        return Err("has PT_DYNAMIC with relocations or libraries: link it static".into());
+                        return Err(
+                            "has PT_DYNAMIC with relocations or libraries: link it static".into(),
+                        );
                     }
                 }
                 put32(&mut out, p + ph::TYPE, elf::PT_NULL);
@@ -109,17 +119,38 @@ fn align_up(n: usize, a: usize) -> usize {
 impl Ape {
     /// Lays out `elfs` (already [`prepare`]d) in the given order.
     pub fn new(magic: Magic, elfs: &[Vec<u8>]) -> Self {
-        let mut ape = Ape { magic, script: SCRIPT.to_string(), statements: vec![], images: vec![] };
+        let mut ape = Ape {
+            magic,
+            script: SCRIPT.to_string(),
+            statements: vec![],
+            images: vec![],
+        };
         for e in elfs {
-            ape.images.push(Image { machine: get16(e, eh::MACHINE), ehdr: [0; 64], bytes: e.clone(), base: 0 });
+            ape.images.push(Image {
+                machine: get16(e, eh::MACHINE),
+                ehdr: [0; 64],
+                bytes: e.clone(),
+                base: 0,
+            });
         }
         ape.relayout();
-        ape.statements = ape.images.iter().map(|i| printf_statement(&i.ehdr)).collect();
+        ape.statements = ape
+            .images
+            .iter()
+            .map(|i| printf_statement(&i.ehdr))
+            .collect();
         ape
     }
 
     fn prologue_len(&self) -> usize {
-        8 + 3 + self.script.len() + self.statements.iter().map(Vec::len).sum::<usize>().max(self.images.len() * 300)
+        8 + 3
+            + self.script.len()
+            + self
+                .statements
+                .iter()
+                .map(Vec::len)
+                .sum::<usize>()
+                .max(self.images.len() * 300)
     }
 
     /// Places the images after the prologue and relocates their offsets.
@@ -166,6 +197,9 @@ impl Ape {
 
 /// Builds an APE from ELF files (in the order given).
 pub fn build(magic: Magic, elfs: &[Vec<u8>]) -> Result<Vec<u8>, String> {
-    let prepared = elfs.iter().map(|e| prepare(e)).collect::<Result<Vec<_>, _>>()?;
+    let prepared = elfs
+        .iter()
+        .map(|e| prepare(e))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Ape::new(magic, &prepared).render())
 }

@@ -27,7 +27,9 @@ struct Hdr {
 }
 
 fn le(b: &[u8], at: usize, n: usize) -> u64 {
-    (0..n).rev().fold(0u64, |acc, i| (acc << 8) | u64::from(b[at + i]))
+    (0..n)
+        .rev()
+        .fold(0u64, |acc, i| (acc << 8) | u64::from(b[at + i]))
 }
 
 fn parse(h: &[u8]) -> Hdr {
@@ -82,7 +84,9 @@ fn decode_all(win: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
-const SKIP: &[&str] = &["class", "data", "version", "type", "machine", "phoff", "interp", "dynamic"];
+const SKIP: &[&str] = &[
+    "class", "data", "version", "type", "machine", "phoff", "interp", "dynamic",
+];
 
 fn check_loads(h: &Hdr, table: &[u8], page: u64) -> Result<(), &'static str> {
     let n = h.phnum as usize;
@@ -95,8 +99,14 @@ fn check_loads(h: &Hdr, table: &[u8], page: u64) -> Result<(), &'static str> {
     }
     let mut entry_ok = false;
     for e in ents {
-        let (ty, fl, off, va, fs, ms) =
-            (le(e, 0, 4), le(e, 4, 4), le(e, 8, 8), le(e, 16, 8), le(e, 32, 8), le(e, 40, 8));
+        let (ty, fl, off, va, fs, ms) = (
+            le(e, 0, 4),
+            le(e, 4, 4),
+            le(e, 8, 8),
+            le(e, 16, 8),
+            le(e, 32, 8),
+            le(e, 40, 8),
+        );
         if ty != 1 || ms == 0 {
             continue;
         }
@@ -106,8 +116,13 @@ fn check_loads(h: &Hdr, table: &[u8], page: u64) -> Result<(), &'static str> {
         if va % page != off % page {
             return Err("align");
         }
-        let (vend, fend) = (u128::from(va) + u128::from(ms), u128::from(off) + u128::from(fs));
-        if vend + u128::from(page - 1) > u128::from(u64::MAX) || fend + u128::from(page - 1) > u128::from(u64::MAX) {
+        let (vend, fend) = (
+            u128::from(va) + u128::from(ms),
+            u128::from(off) + u128::from(fs),
+        );
+        if vend + u128::from(page - 1) > u128::from(u64::MAX)
+            || fend + u128::from(page - 1) > u128::from(u64::MAX)
+        {
             return Err("overflow");
         }
         if fl & 1 == 1 && u128::from(h.entry) >= u128::from(va) && u128::from(h.entry) < vend {
@@ -133,9 +148,16 @@ pub fn select(file: &[u8], machine: u16, page: u64) -> Verdict {
     Verdict { result }
 }
 
-fn pick(file: &[u8], win: &[u8], machine: u16, page: u64) -> Result<(usize, [u8; 64]), &'static str> {
-    let headers: Vec<Vec<u8>> =
-        decode_all(win).into_iter().filter(|b| b.len() >= 64 && b.starts_with(b"\x7fELF")).collect();
+fn pick(
+    file: &[u8],
+    win: &[u8],
+    machine: u16,
+    page: u64,
+) -> Result<(usize, [u8; 64]), &'static str> {
+    let headers: Vec<Vec<u8>> = decode_all(win)
+        .into_iter()
+        .filter(|b| b.len() >= 64 && b.starts_with(b"\x7fELF"))
+        .collect();
     if headers.is_empty() {
         return Err("no-printf");
     }

@@ -28,11 +28,21 @@ pub fn ape_with(magic: &[u8], stmts: &[Vec<u8>]) -> Vec<u8> {
     for s in stmts {
         f.extend_from_slice(s);
     }
-    assert!(f.len() <= X86_PHOFF as usize, "statements too long for the synthetic layout");
+    assert!(
+        f.len() <= X86_PHOFF as usize,
+        "statements too long for the synthetic layout"
+    );
     f.resize(X86_PHOFF as usize, b'\n');
     for _ in 0..2 {
         let start = f.len();
-        f.extend_from_slice(&phdr(elf::PT_LOAD, elf::PF_R | elf::PF_X, 0, 0x400000, 0x2000, 0x2000));
+        f.extend_from_slice(&phdr(
+            elf::PT_LOAD,
+            elf::PF_R | elf::PF_X,
+            0,
+            0x400000,
+            0x2000,
+            0x2000,
+        ));
         f.extend_from_slice(&phdr(4, elf::PF_R, 0, 0, 0, 0));
         f.resize(start + 0x100, 0);
     }
@@ -50,10 +60,17 @@ pub fn fat() -> Vec<u8> {
 
 /// Where scripts/fetch-apes.sh put cosmo-ent 1.4.4.
 pub fn real_dir() -> PathBuf {
-    let d = std::env::var_os("BINFMT_APE_REAL").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/binfmt-ape/apes/cosmo-ent-1.4.4")
-    });
-    assert!(d.join(".done").exists(), "real APEs missing in {}: run scripts/fetch-apes.sh", d.display());
+    let d = std::env::var_os("BINFMT_APE_REAL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/binfmt-ape/apes/cosmo-ent-1.4.4")
+        });
+    assert!(
+        d.join(".done").exists(),
+        "real APEs missing in {}: run scripts/fetch-apes.sh",
+        d.display()
+    );
     d
 }
 
@@ -62,11 +79,17 @@ pub fn fixtures_dir() -> PathBuf {
     let d = std::env::var_os("BINFMT_APE_FIXTURES")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../build/fixtures"));
-    assert!(d.join("SHA256SUMS").exists(), "fixtures missing in {}: run scripts/fixtures.sh", d.display());
+    assert!(
+        d.join("SHA256SUMS").exists(),
+        "fixtures missing in {}: run scripts/fixtures.sh",
+        d.display()
+    );
     d
 }
 
 /// The decoder's verdict as the reference model spells it.
 pub fn verdict(file: &[u8], machine: u16, page: u64) -> Result<(usize, [u8; 64]), &'static str> {
-    apekit::select(file, machine, page).map(|s| (s.index, s.statement.ehdr.0)).map_err(|e| e.name())
+    apekit::select(file, machine, page)
+        .map(|s| (s.index, s.statement.ehdr.0))
+        .map_err(|e| e.name())
 }

@@ -39,24 +39,54 @@ fn cases() -> Vec<Case> {
     let ok0 = Ok(0);
     let ok1 = Ok(1);
     let mut v = vec![
-        Case { name: "fat-x86_64-first", file: fat(), x86: ok0, arm: ok1 },
+        Case {
+            name: "fat-x86_64-first",
+            file: fat(),
+            x86: ok0,
+            arm: ok1,
+        },
         Case {
             name: "fat-aarch64-first",
             file: ape_with(b"MZqFpD='", &[stmt(&hdr(ARM)), stmt(&hdr(X86))]),
             x86: ok1,
             arm: ok0,
         },
-        Case { name: "jartsr", file: ape_with(b"jartsr='", &[stmt(&hdr(X86)), stmt(&hdr(ARM))]), x86: ok0, arm: ok1 },
+        Case {
+            name: "jartsr",
+            file: ape_with(b"jartsr='", &[stmt(&hdr(X86)), stmt(&hdr(ARM))]),
+            x86: ok0,
+            arm: ok1,
+        },
         Case {
             name: "debug-magic",
             file: ape_with(b"APEDBG='", &[stmt(&hdr(X86)), stmt(&hdr(ARM))]),
             x86: Err("debug-magic"),
             arm: Err("debug-magic"),
         },
-        Case { name: "empty", file: vec![], x86: Err("not-ape"), arm: Err("not-ape") },
-        Case { name: "magic-7-bytes", file: b"MZqFpD=".to_vec(), x86: Err("not-ape"), arm: Err("not-ape") },
-        Case { name: "magic-only", file: b"MZqFpD='".to_vec(), x86: Err("no-printf"), arm: Err("no-printf") },
-        Case { name: "elf", file: hdr(X86).to_vec(), x86: Err("not-ape"), arm: Err("not-ape") },
+        Case {
+            name: "empty",
+            file: vec![],
+            x86: Err("not-ape"),
+            arm: Err("not-ape"),
+        },
+        Case {
+            name: "magic-7-bytes",
+            file: b"MZqFpD=".to_vec(),
+            x86: Err("not-ape"),
+            arm: Err("not-ape"),
+        },
+        Case {
+            name: "magic-only",
+            file: b"MZqFpD='".to_vec(),
+            x86: Err("no-printf"),
+            arm: Err("no-printf"),
+        },
+        Case {
+            name: "elf",
+            file: hdr(X86).to_vec(),
+            x86: Err("not-ape"),
+            arm: Err("not-ape"),
+        },
         Case {
             name: "exact-fit-header",
             file: ape_with(b"MZqFpD='", &[spelled(|b| format!("\\{b:o}"))]),
@@ -104,7 +134,11 @@ fn cases() -> Vec<Case> {
             file: ape_with(
                 b"MZqFpD='",
                 &[raw_stmt(
-                    format!("\\1234{}", String::from_utf8(stmt(&hdr(X86))[8..8 + 64 * 4].to_vec()).unwrap()).as_bytes(),
+                    format!(
+                        "\\1234{}",
+                        String::from_utf8(stmt(&hdr(X86))[8..8 + 64 * 4].to_vec()).unwrap()
+                    )
+                    .as_bytes(),
                 )],
             ),
             x86: Err("no-printf"),
@@ -118,7 +152,10 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "escape-400-wraps",
-            file: ape_with(b"MZqFpD='", &[spelled(|b| format!("\\{:o}", u16::from(b) + 256))]),
+            file: ape_with(
+                b"MZqFpD='",
+                &[spelled(|b| format!("\\{:o}", u16::from(b) + 256))],
+            ),
             x86: ok0,
             arm: Err("no-machine"),
         },
@@ -130,7 +167,13 @@ fn cases() -> Vec<Case> {
                 let body: String = h
                     .iter()
                     .enumerate()
-                    .map(|(i, &b)| if i == 8 { "\\510".into() } else { format!("\\{b:03o}") })
+                    .map(|(i, &b)| {
+                        if i == 8 {
+                            "\\510".into()
+                        } else {
+                            format!("\\{b:03o}")
+                        }
+                    })
                     .collect();
                 ape_with(b"MZqFpD='", &[raw_stmt(body.as_bytes())])
             },
@@ -140,7 +183,10 @@ fn cases() -> Vec<Case> {
         Case {
             name: "decoy-printf-first",
             // Indices count ELF statements only.
-            file: ape_with(b"MZqFpD='", &[raw_stmt(b"hello\\n"), stmt(&hdr(X86)), stmt(&hdr(ARM))]),
+            file: ape_with(
+                b"MZqFpD='",
+                &[raw_stmt(b"hello\\n"), stmt(&hdr(X86)), stmt(&hdr(ARM))],
+            ),
             x86: ok0,
             arm: ok1,
         },
@@ -150,25 +196,60 @@ fn cases() -> Vec<Case> {
             x86: Err("no-machine"),
             arm: ok0,
         },
-        Case { name: "class32", file: with_hdr(|h| h[eh::CLASS] = 1), x86: Err("class"), arm: Err("class") },
-        Case { name: "big-endian", file: with_hdr(|h| h[eh::DATA] = 2), x86: Err("data"), arm: Err("data") },
-        Case { name: "version-0", file: with_hdr(|h| h[eh::VERSION] = 0), x86: Err("version"), arm: Err("version") },
+        Case {
+            name: "class32",
+            file: with_hdr(|h| h[eh::CLASS] = 1),
+            x86: Err("class"),
+            arm: Err("class"),
+        },
+        Case {
+            name: "big-endian",
+            file: with_hdr(|h| h[eh::DATA] = 2),
+            x86: Err("data"),
+            arm: Err("data"),
+        },
+        Case {
+            name: "version-0",
+            file: with_hdr(|h| h[eh::VERSION] = 0),
+            x86: Err("version"),
+            arm: Err("version"),
+        },
         Case {
             name: "e_version-2",
             file: with_hdr(|h| apekit::elf::put32(h, eh::E_VERSION, 2)),
             x86: Err("version"),
             arm: Err("version"),
         },
-        Case { name: "type-rel", file: with_hdr(|h| put16(h, eh::TYPE, 1)), x86: Err("type"), arm: Err("type") },
-        Case { name: "type-dyn", file: with_hdr(|h| put16(h, eh::TYPE, elf::ET_DYN)), x86: ok0, arm: ok1 },
+        Case {
+            name: "type-rel",
+            file: with_hdr(|h| put16(h, eh::TYPE, 1)),
+            x86: Err("type"),
+            arm: Err("type"),
+        },
+        Case {
+            name: "type-dyn",
+            file: with_hdr(|h| put16(h, eh::TYPE, elf::ET_DYN)),
+            x86: ok0,
+            arm: ok1,
+        },
         Case {
             name: "phentsize-55",
             file: with_hdr(|h| put16(h, eh::PHENTSIZE, 55)),
             x86: Err("phentsize"),
             arm: Err("phentsize"),
         },
-        Case { name: "phnum-0", file: with_hdr(|h| put16(h, eh::PHNUM, 0)), x86: Err("phnum"), arm: Err("phnum") },
-        Case { name: "phnum-74", file: with_hdr(|h| put16(h, eh::PHNUM, 74)), x86: Err("phnum"), arm: Err("phnum") },
+        Case {
+            name: "phnum-0",
+            file: with_hdr(|h| put16(h, eh::PHNUM, 0)),
+            x86: Err("phnum"),
+            arm: Err("phnum"),
+        },
+        Case {
+            name: "phnum-74",
+            file: with_hdr(|h| put16(h, eh::PHNUM, 74)),
+            x86: Err("phnum"),
+            arm: Err("phnum"),
+        },
         Case {
             name: "phnum-huge",
             file: with_hdr(|h| put16(h, eh::PHNUM, 0xffff)),
@@ -234,7 +315,12 @@ fn cases() -> Vec<Case> {
     let n = s.len();
     // Decoding needs four bytes in view, so the last escape (of 64) may start at 8188.
     let last_escape_at = |e: usize| e - 8 - 63 * 4;
-    v.push(Case { name: "quote-at-8191", file: at(8191 - (n - 2), s.clone()), x86: ok0, arm: Err("no-machine") });
+    v.push(Case {
+        name: "quote-at-8191",
+        file: at(8191 - (n - 2), s.clone()),
+        x86: ok0,
+        arm: Err("no-machine"),
+    });
     v.push(Case {
         name: "last-escape-at-8188",
         file: at(last_escape_at(8188), s.clone()),
@@ -270,13 +356,23 @@ fn case_table() {
     for c in &cases {
         for (m, want) in [(X86, c.x86), (ARM, c.arm)] {
             let got = verdict(&c.file, m, PAGE).map(|(i, _)| i);
-            let reference = apekit::reference::select(&c.file, m, PAGE).result.map(|(i, _)| i);
+            let reference = apekit::reference::select(&c.file, m, PAGE)
+                .result
+                .map(|(i, _)| i);
             if got != want || reference != want {
-                bad.push(format!("{} on {m}: decoder {got:?}, reference {reference:?}, want {want:?}", c.name));
+                bad.push(format!(
+                    "{} on {m}: decoder {got:?}, reference {reference:?}, want {want:?}",
+                    c.name
+                ));
             }
         }
     }
-    assert!(bad.is_empty(), "{} mismatches:\n{}", bad.len(), bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{} mismatches:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
 }
 
 #[test]
@@ -290,7 +386,10 @@ fn selected_header_is_the_decoded_one() {
 
 #[test]
 fn statements_lists_every_elf_statement() {
-    let f = ape_with(b"MZqFpD='", &[raw_stmt(b"x"), stmt(&hdr(X86)), stmt(&hdr(ARM))]);
+    let f = ape_with(
+        b"MZqFpD='",
+        &[raw_stmt(b"x"), stmt(&hdr(X86)), stmt(&hdr(ARM))],
+    );
     let s: Vec<_> = apekit::ape::statements(&f).collect();
     assert_eq!(s.len(), 2);
     assert_eq!(s[0].ehdr.e_machine(), X86);
@@ -305,5 +404,10 @@ fn page_size_changes_congruence() {
     put64(&mut f[p..p + 56], 8, 0x1000);
     assert!(verdict(&f, X86, 4096).is_ok());
     assert_eq!(verdict(&f, X86, 65536), Err("align"));
-    assert_eq!(apekit::reference::select(&f, X86, 65536).result.map(|r| r.0), Err("align"));
+    assert_eq!(
+        apekit::reference::select(&f, X86, 65536)
+            .result
+            .map(|r| r.0),
+        Err("align")
+    );
 }

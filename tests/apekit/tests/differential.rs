@@ -23,7 +23,18 @@ impl Rng {
     }
 }
 
-const TOKENS: &[&[u8]] = &[b"printf '", b"'", b"\\", b"\\0", b"\\177", b"\\777", b"\\8", b"ELF", b"\n", b"\\510"];
+const TOKENS: &[&[u8]] = &[
+    b"printf '",
+    b"'",
+    b"\\",
+    b"\\0",
+    b"\\177",
+    b"\\777",
+    b"\\8",
+    b"ELF",
+    b"\n",
+    b"\\510",
+];
 
 fn mutate(rng: &mut Rng, f: &mut Vec<u8>) {
     for _ in 0..1 + rng.below(4) {
@@ -73,7 +84,10 @@ fn mutate(rng: &mut Rng, f: &mut Vec<u8>) {
             }
             _ => {
                 let i = rng.below(limit);
-                f.splice(i.min(f.len())..i.min(f.len()), std::iter::repeat_n(b'\\', rng.below(16)));
+                f.splice(
+                    i.min(f.len())..i.min(f.len()),
+                    std::iter::repeat_n(b'\\', rng.below(16)),
+                );
             }
         }
     }
@@ -135,7 +149,11 @@ fn corpus_mutations() {
 fn random_bytes_after_magic() {
     let mut rng = Rng(0x5eed_0003);
     for r in 0..20_000 {
-        let mut f = if r % 2 == 0 { b"MZqFpD='".to_vec() } else { b"jartsr='".to_vec() };
+        let mut f = if r % 2 == 0 {
+            b"MZqFpD='".to_vec()
+        } else {
+            b"jartsr='".to_vec()
+        };
         let n = rng.below(9000);
         f.extend((0..n).map(|_| {
             let t = rng.below(6);

@@ -26,8 +26,13 @@ fn every_fixture_decodes_to_its_input_header() {
                         assert_eq!(got, Err("debug-magic"));
                         continue;
                     }
-                    let (idx, h) = got.unwrap_or_else(|e| panic!("{kind}-{magic}-{order} {arch}: {e}"));
-                    assert_eq!(idx, usize::from((order == "ax") == (m == X86)), "{kind}-{magic}-{order} {arch} index");
+                    let (idx, h) =
+                        got.unwrap_or_else(|e| panic!("{kind}-{magic}-{order} {arch}: {e}"));
+                    assert_eq!(
+                        idx,
+                        usize::from((order == "ax") == (m == X86)),
+                        "{kind}-{magic}-{order} {arch} index"
+                    );
                     let input = payload(&dir, arch, kind);
                     let base = get64(&h, eh::PHOFF) - get64(&input, eh::PHOFF);
                     assert_eq!(base % 0x10000, 0, "image base is 64 KiB aligned");
@@ -37,8 +42,16 @@ fn every_fixture_decodes_to_its_input_header() {
                     if shoff != 0 {
                         put64(&mut unrelocated, eh::SHOFF, shoff);
                     }
-                    assert_eq!(&unrelocated[..], &input[..64], "{kind}-{magic}-{order} {arch}");
-                    assert_eq!(&f[base as usize..base as usize + 64], &h[..], "embedded copy");
+                    assert_eq!(
+                        &unrelocated[..],
+                        &input[..64],
+                        "{kind}-{magic}-{order} {arch}"
+                    );
+                    assert_eq!(
+                        &f[base as usize..base as usize + 64],
+                        &h[..],
+                        "embedded copy"
+                    );
                     n += 1;
                 }
             }
@@ -50,7 +63,10 @@ fn every_fixture_decodes_to_its_input_header() {
 #[test]
 fn shell_runs_the_prologue_and_exits_126() {
     let dir = fixtures_dir();
-    let out = Command::new("sh").arg(dir.join("fix/exec-mz-xa.ape")).output().unwrap();
+    let out = Command::new("sh")
+        .arg(dir.join("fix/exec-mz-xa.ape"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(126));
     assert!(String::from_utf8_lossy(&out.stderr).contains("mkape: run by the shell"));
 }

@@ -34,7 +34,11 @@ fn real_apes_agree_with_reference_for_every_page_size() {
         for m in [X86, ARM] {
             for page in [4096, 16384, 65536] {
                 let got = verdict(&f, m, page);
-                assert_eq!(got, apekit::reference::select(&f, m, page).result, "{name} {m} {page}");
+                assert_eq!(
+                    got,
+                    apekit::reference::select(&f, m, page).result,
+                    "{name} {m} {page}"
+                );
                 // cosmo-ent's aarch64 segments are aligned to 16 KiB (p_align 0x4000), so no
                 // loader can map them with 64 KiB pages; binfmt_ape refuses them up front.
                 if m == ARM && page == 65536 {
@@ -62,15 +66,24 @@ fn apeinfo_json_selects_and_spells_the_headers() {
         .unwrap();
     assert!(out.status.success(), "apeinfo exit {:?}", out.status);
     let j = String::from_utf8(out.stdout).unwrap();
-    assert!(j.contains("\"selected\":{\"x86_64\":0,\"aarch64\":1}"), "{j}");
+    assert!(
+        j.contains("\"selected\":{\"x86_64\":0,\"aarch64\":1}"),
+        "{j}"
+    );
     assert!(j.contains("\"magic\":\"MZqFpD='\""), "{j}");
-    assert!(j.contains("\"error\":{\"x86_64\":null,\"aarch64\":null}"), "{j}");
+    assert!(
+        j.contains("\"error\":{\"x86_64\":null,\"aarch64\":null}"),
+        "{j}"
+    );
     for (arch, idx) in [("x86_64", 0), ("aarch64", 1)] {
         let mut want = read(&format!("{arch}/ent.elf"))[..64].to_vec();
         want[7] = 9;
         let hex: String = want.iter().map(|b| format!("{b:02x}")).collect();
         assert!(j.contains(&format!("\"index\":{idx},")), "{j}");
-        assert!(j.contains(&format!("\"ehdr_hex\":\"{hex}\"")), "{arch}: {j}");
+        assert!(
+            j.contains(&format!("\"ehdr_hex\":\"{hex}\"")),
+            "{arch}: {j}"
+        );
     }
 }
 
@@ -78,7 +91,11 @@ fn apeinfo_json_selects_and_spells_the_headers() {
 fn apeinfo_exit_status_follows_the_verdict() {
     let dir = real_dir();
     let run = |args: &[&str], file: &str| {
-        Command::new(env!("CARGO_BIN_EXE_apeinfo")).args(args).arg(dir.join(file)).status().unwrap()
+        Command::new(env!("CARGO_BIN_EXE_apeinfo"))
+            .args(args)
+            .arg(dir.join(file))
+            .status()
+            .unwrap()
     };
     assert_eq!(run(&["--arch", "aarch64"], "ent.com").code(), Some(0));
     assert_eq!(run(&["--arch", "x86_64"], "x86_64/ent.elf").code(), Some(1));

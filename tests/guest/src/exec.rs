@@ -73,7 +73,9 @@ impl Run {
 }
 
 fn cstrings(v: &[&str]) -> Vec<CString> {
-    v.iter().map(|s| CString::new(*s).expect("no NUL in test arguments")).collect()
+    v.iter()
+        .map(|s| CString::new(*s).expect("no NUL in test arguments"))
+        .collect()
 }
 
 fn pipe() -> (OwnedFd, OwnedFd) {
@@ -156,7 +158,12 @@ pub fn spawn(path: &str, argv: &[&str], stdin: Stdin) -> Result<Child, i32> {
         let _ = fs::remove_file(&err_path);
         return Err(i32::from_ne_bytes(buf));
     }
-    Ok(Child { pid, stdin: in_write, out_path, err_path })
+    Ok(Child {
+        pid,
+        stdin: in_write,
+        out_path,
+        err_path,
+    })
 }
 
 fn wait(pid: i32) -> Outcome {
@@ -187,7 +194,11 @@ impl Child {
         let stderr = fs::read(&self.err_path).unwrap_or_default();
         let _ = fs::remove_file(&self.out_path);
         let _ = fs::remove_file(&self.err_path);
-        Run { outcome, stdout, stderr }
+        Run {
+            outcome,
+            stdout,
+            stderr,
+        }
     }
 }
 
@@ -195,6 +206,10 @@ impl Child {
 pub fn run(path: &str, argv: &[&str], stdin: Stdin) -> Run {
     match spawn(path, argv, stdin) {
         Ok(c) => c.finish(),
-        Err(e) => Run { outcome: Outcome::Errno(e), stdout: vec![], stderr: vec![] },
+        Err(e) => Run {
+            outcome: Outcome::Errno(e),
+            stdout: vec![],
+            stderr: vec![],
+        },
     }
 }

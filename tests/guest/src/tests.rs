@@ -29,7 +29,10 @@ struct Test {
 }
 
 fn t(name: impl Into<String>, body: impl FnOnce() -> Check + 'static) -> Test {
-    Test { name: name.into(), body: Box::new(body) }
+    Test {
+        name: name.into(),
+        body: Box::new(body),
+    }
 }
 
 /// One manifest line.
@@ -47,7 +50,11 @@ fn manifest(dir: &'static str) -> Vec<Case> {
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .filter_map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
-            let expect = if ARCH == "x86_64" { f.get(1)? } else { f.get(2)? };
+            let expect = if ARCH == "x86_64" {
+                f.get(1)?
+            } else {
+                f.get(2)?
+            };
             Some(Case {
                 dir,
                 name: f.first()?.to_string(),
@@ -59,16 +66,25 @@ fn manifest(dir: &'static str) -> Vec<Case> {
 }
 
 fn sh(cmd: &str, args: &[&str]) -> Check {
-    let o = Command::new(cmd).args(args).output().map_err(|e| format!("{cmd}: {e}"))?;
+    let o = Command::new(cmd)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{cmd}: {e}"))?;
     if o.status.success() {
         Ok(())
     } else {
-        Err(format!("{cmd} {args:?}: {}: {}", o.status, String::from_utf8_lossy(&o.stderr).trim()))
+        Err(format!(
+            "{cmd} {args:?}: {}: {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        ))
     }
 }
 
 fn read(path: &str) -> Result<String, String> {
-    fs::read_to_string(path).map(|s| s.trim().to_string()).map_err(|e| format!("{path}: {e}"))
+    fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| format!("{path}: {e}"))
 }
 
 fn write(path: &str, v: &str) -> Check {
@@ -76,7 +92,10 @@ fn write(path: &str, v: &str) -> Check {
 }
 
 fn counter(name: &str) -> u64 {
-    read(&format!("{SYSCTL}/{name}")).ok().and_then(|s| s.parse().ok()).unwrap_or(u64::MAX)
+    read(&format!("{SYSCTL}/{name}"))
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(u64::MAX)
 }
 
 fn expect_eq<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> Check {
@@ -107,15 +126,27 @@ fn check_payload(path: &str, kind: &str) -> Check {
 /// Checks one manifest case: `run`, a signal name, an errno name, or `sentinel`.
 fn check_case(path: &str, name: &str, expect: &str) -> Check {
     match expect {
-        "run" => check_payload(path, if name.starts_with("dyn-") { "dyn" } else { "exec" }),
+        "run" => check_payload(
+            path,
+            if name.starts_with("dyn-") {
+                "dyn"
+            } else {
+                "exec"
+            },
+        ),
         "sentinel" => {
             let r = run(path, &[path, "x"], Stdin::Null);
             let want = format!("argv=[{SENTINEL},{path},x]");
-            if r.outcome == Outcome::Exit(0) && r.out().contains(&want) && r.out().contains(&format!("exe={SENTINEL}"))
+            if r.outcome == Outcome::Exit(0)
+                && r.out().contains(&want)
+                && r.out().contains(&format!("exe={SENTINEL}"))
             {
                 Ok(())
             } else {
-                Err(format!("{}; want binfmt_misc's sentinel with {want}", describe(&r)))
+                Err(format!(
+                    "{}; want binfmt_misc's sentinel with {want}",
+                    describe(&r)
+                ))
             }
         }
         other => {
@@ -135,7 +166,10 @@ fn ent(path: &str) -> Run {
 }
 
 fn dmesg() -> String {
-    Command::new("dmesg").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
+    Command::new("dmesg")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
 }
 
 fn insmod() -> Check {
@@ -153,14 +187,28 @@ fn plan() -> Vec<Test> {
 
     v.push(t("manifests_present", {
         let (f, c) = (fix.len(), corpus.len());
-        move || if f >= 12 && c >= 40 { Ok(()) } else { Err(format!("{f} fixtures, {c} corpus cases")) }
+        move || {
+            if f >= 12 && c >= 40 {
+                Ok(())
+            } else {
+                Err(format!("{f} fixtures, {c} corpus cases"))
+            }
+        }
     }));
     // Without the module: a direct execve of an APE fails, whatever a shell would do.
     v.push(t("without_module.ent_com_enoexec", || {
-        expect_eq("execve", ent(ENT_COM).outcome, Outcome::Errno(libc::ENOEXEC))
+        expect_eq(
+            "execve",
+            ent(ENT_COM).outcome,
+            Outcome::Errno(libc::ENOEXEC),
+        )
     }));
     v.push(t("without_module.fixture_enoexec", || {
-        expect_eq("execve", run(FAT, &[FAT], Stdin::Null).outcome, Outcome::Errno(libc::ENOEXEC))
+        expect_eq(
+            "execve",
+            run(FAT, &[FAT], Stdin::Null).outcome,
+            Outcome::Errno(libc::ENOEXEC),
+        )
     }));
     v.push(t("insmod", insmod));
     v.push(t("loads_binfmt_misc_first", || {
@@ -172,11 +220,17 @@ fn plan() -> Vec<Test> {
             Err(format!("binfmt_misc not loaded: {m}"))
         }
     }));
-    v.push(t("sysctl.enabled_is_1", || expect_eq("enabled", read(&format!("{SYSCTL}/enabled"))?, "1".into())));
+    v.push(t("sysctl.enabled_is_1", || {
+        expect_eq("enabled", read(&format!("{SYSCTL}/enabled"))?, "1".into())
+    }));
     v.push(t("ent.output_matches_assimilated_elf", || {
         let (a, b) = (ent(ENT_COM), ent(ENT_ELF));
         if a.outcome != Outcome::Exit(0) || b.outcome != Outcome::Exit(0) {
-            return Err(format!("ent.com: {}; ent.elf: {}", describe(&a), describe(&b)));
+            return Err(format!(
+                "ent.com: {}; ent.elf: {}",
+                describe(&a),
+                describe(&b)
+            ));
         }
         if a.stdout != b.stdout || a.stdout.is_empty() {
             return Err(format!("outputs differ: {:?} vs {:?}", a.out(), b.out()));
@@ -184,13 +238,24 @@ fn plan() -> Vec<Test> {
         Ok(())
     }));
     v.push(t("ent.proc_exe_and_maps_name_the_ape", || {
-        let child = spawn(ENT_COM, &[ENT_COM], Stdin::Pipe).map_err(|e| format!("execve: {}", exec::errno_name(e)))?;
-        let exe = fs::read_link(format!("/proc/{}/exe", child.pid)).map(|p| p.display().to_string());
+        let child = spawn(ENT_COM, &[ENT_COM], Stdin::Pipe)
+            .map_err(|e| format!("execve: {}", exec::errno_name(e)))?;
+        let exe =
+            fs::read_link(format!("/proc/{}/exe", child.pid)).map(|p| p.display().to_string());
         let maps = fs::read_to_string(format!("/proc/{}/maps", child.pid)).unwrap_or_default();
         let r = child.finish();
-        expect_eq("/proc/pid/exe", exe.map_err(|e| e.to_string())?, ENT_COM.to_string())?;
-        if !maps.lines().any(|l| l.contains(" r-xp ") && l.ends_with(ENT_COM)) {
-            return Err(format!("no executable mapping of {ENT_COM} in maps:\n{maps}"));
+        expect_eq(
+            "/proc/pid/exe",
+            exe.map_err(|e| e.to_string())?,
+            ENT_COM.to_string(),
+        )?;
+        if !maps
+            .lines()
+            .any(|l| l.contains(" r-xp ") && l.ends_with(ENT_COM))
+        {
+            return Err(format!(
+                "no executable mapping of {ENT_COM} in maps:\n{maps}"
+            ));
         }
         expect_eq("ent exit", r.outcome, Outcome::Exit(0))
     }));
@@ -203,7 +268,11 @@ fn plan() -> Vec<Test> {
         }
     }));
     for c in fix.iter().chain(corpus.iter()).cloned() {
-        let dir = if c.dir == "/ape/fix" { "fixture" } else { "corpus" };
+        let dir = if c.dir == "/ape/fix" {
+            "fixture"
+        } else {
+            "corpus"
+        };
         v.push(t(format!("{dir}.{}", c.name), move || {
             check_case(&format!("{}/{}.ape", c.dir, c.name), &c.name, &c.expect)
         }));
@@ -211,7 +280,9 @@ fn plan() -> Vec<Test> {
     v.push(t("elf_still_runs", || {
         check_payload("/bin/payload-exec", "exec").or_else(|_| {
             let r = run("/bin/payload-exec", &["/bin/payload-exec"], Stdin::Null);
-            if r.outcome == Outcome::Exit(0) && r.out().starts_with(&format!("payload: arch={ARCH}")) {
+            if r.outcome == Outcome::Exit(0)
+                && r.out().starts_with(&format!("payload: arch={ARCH}"))
+            {
                 Ok(())
             } else {
                 Err(describe(&r))
@@ -246,8 +317,15 @@ fn plan() -> Vec<Test> {
         if d.contains(want) {
             Ok(())
         } else {
-            let ours: Vec<&str> = d.lines().filter(|l| l.contains("binfmt_ape")).take(20).collect();
-            Err(format!("no {want:?} in dmesg; binfmt_ape lines:\n{}", ours.join("\n")))
+            let ours: Vec<&str> = d
+                .lines()
+                .filter(|l| l.contains("binfmt_ape"))
+                .take(20)
+                .collect();
+            Err(format!(
+                "no {want:?} in dmesg; binfmt_ape lines:\n{}",
+                ours.join("\n")
+            ))
         }
     }));
     v.push(t("sysctl.disable_restores_enoexec", || {
@@ -261,30 +339,47 @@ fn plan() -> Vec<Test> {
     v.push(t("sysctl.rejects_2", || {
         let bad = fs::write(format!("{SYSCTL}/enabled"), "2\n");
         expect_eq("write 2 fails", bad.is_err(), true)?;
-        expect_eq("still enabled", read(&format!("{SYSCTL}/enabled"))?, "1".into())
+        expect_eq(
+            "still enabled",
+            read(&format!("{SYSCTL}/enabled"))?,
+            "1".into(),
+        )
     }));
     // binfmt_misc with rules for every APE magic, the way Wine's MZ rule catches APEs.
     v.push(t("misc.register_rules", || {
         sh("mount", &["-t", "binfmt_misc", "none", MISC])?;
-        for rule in
-            [":mz:M::MZ::/bin/sentinel:", ":jartsr:M::jartsr::/bin/sentinel:", ":apedbg:M::APEDBG::/bin/sentinel:"]
-        {
+        for rule in [
+            ":mz:M::MZ::/bin/sentinel:",
+            ":jartsr:M::jartsr::/bin/sentinel:",
+            ":apedbg:M::APEDBG::/bin/sentinel:",
+        ] {
             write(&format!("{MISC}/register"), rule)?;
         }
         Ok(())
     }));
     v.push(t("misc.ape_still_native", || check_payload(FAT, "exec")));
-    v.push(t("misc.ent_still_native", || expect_eq("ent.com", ent(ENT_COM).outcome, Outcome::Exit(0))));
+    v.push(t("misc.ent_still_native", || {
+        expect_eq("ent.com", ent(ENT_COM).outcome, Outcome::Exit(0))
+    }));
     // Declined files must reach binfmt_misc with `bprm->buf` untouched, magic and all.
-    for c in fix.iter().chain(corpus.iter()).filter(|c| c.expect == "ENOEXEC" && c.with_misc != "same").cloned() {
+    for c in fix
+        .iter()
+        .chain(corpus.iter())
+        .filter(|c| c.expect == "ENOEXEC" && c.with_misc != "same")
+        .cloned()
+    {
         v.push(t(format!("misc.{}", c.name), move || {
             check_case(&format!("{}/{}.ape", c.dir, c.name), &c.name, &c.with_misc)
         }));
     }
     v.push(t("rmmod", rmmod));
-    v.push(t("after_rmmod.misc_takes_apes", || check_case(FAT, "exec", "sentinel")));
+    v.push(t("after_rmmod.misc_takes_apes", || {
+        check_case(FAT, "exec", "sentinel")
+    }));
     v.push(t("insmod_after_binfmt_misc", insmod));
-    v.push(t("reloaded.ahead_of_binfmt_misc", || check_payload(FAT, "exec")));
+    v.push(t("reloaded.ahead_of_binfmt_misc", || {
+        check_payload(FAT, "exec")
+    }));
     v.push(t("misc.unregister_rules", || {
         for r in ["mz", "jartsr", "apedbg"] {
             write(&format!("{MISC}/{r}"), "-1")?;
@@ -292,13 +387,28 @@ fn plan() -> Vec<Test> {
         Ok(())
     }));
     v.push(t("rmmod_again", rmmod));
-    v.push(t("after_rmmod.enoexec", || expect_eq("execve", ent(ENT_COM).outcome, Outcome::Errno(libc::ENOEXEC))));
+    v.push(t("after_rmmod.enoexec", || {
+        expect_eq(
+            "execve",
+            ent(ENT_COM).outcome,
+            Outcome::Errno(libc::ENOEXEC),
+        )
+    }));
     v.push(t("dmesg_clean", || {
         let d = dmesg();
         let bad: Vec<&str> = d
             .lines()
             .filter(|l| {
-                ["BUG", "WARNING", "Oops", "rust_panic", "Call Trace", "kernel panic"].iter().any(|w| l.contains(w))
+                [
+                    "BUG",
+                    "WARNING",
+                    "Oops",
+                    "rust_panic",
+                    "Call Trace",
+                    "kernel panic",
+                ]
+                .iter()
+                .any(|w| l.contains(w))
             })
             .collect();
         if bad.is_empty() {
@@ -342,14 +452,20 @@ pub fn demo(args: &[String]) -> i32 {
     };
     let mut argv: Vec<&str> = vec![&path];
     argv.extend(rest.iter().map(String::as_str));
-    println!("demo: {ARCH} guest, kernel {}", read("/proc/sys/kernel/osrelease").unwrap_or_default());
+    println!(
+        "demo: {ARCH} guest, kernel {}",
+        read("/proc/sys/kernel/osrelease").unwrap_or_default()
+    );
     let r = run(&path, &argv, Stdin::Null);
     println!("demo: without binfmt_ape, execve({path}) -> {}", r.outcome);
     if let Err(e) = insmod() {
         println!("demo: insmod failed: {e}");
         return 1;
     }
-    println!("demo: insmod binfmt_ape.ko: ok; handled = {}", counter("handled"));
+    println!(
+        "demo: insmod binfmt_ape.ko: ok; handled = {}",
+        counter("handled")
+    );
     println!("demo: execve({}) ...", argv.join(" "));
     let mut child = match spawn(&path, &argv, Stdin::Pipe) {
         Ok(c) => c,
@@ -372,7 +488,13 @@ pub fn demo(args: &[String]) -> i32 {
     print!("{}", r.out());
     eprint!("{}", r.err());
     println!("------------------");
-    println!("demo: {} ran natively: {}; /proc/<pid>/exe = {exe}", path, r.outcome);
-    println!("demo: /proc/sys/fs/binfmt_ape/handled = {} (the kernel decoded its header)", counter("handled"));
+    println!(
+        "demo: {} ran natively: {}; /proc/<pid>/exe = {exe}",
+        path, r.outcome
+    );
+    println!(
+        "demo: /proc/sys/fs/binfmt_ape/handled = {} (the kernel decoded its header)",
+        counter("handled")
+    );
     i32::from(!matches!(r.outcome, Outcome::Exit(_)))
 }

@@ -55,7 +55,12 @@ fn type_name(t: u16) -> String {
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let (mut json, mut page, mut files) = (false, 4096u64, Vec::new());
-    let mut arch = if cfg!(target_arch = "aarch64") { "aarch64" } else { "x86_64" }.to_string();
+    let mut arch = if cfg!(target_arch = "aarch64") {
+        "aarch64"
+    } else {
+        "x86_64"
+    }
+    .to_string();
     while let Some(a) = args.next() {
         match a.as_str() {
             "--json" => json = true,
@@ -89,8 +94,12 @@ fn main() -> ExitCode {
         let window = &file[..file.len().min(ape::WINDOW)];
         let magic = Magic::of(window).map(|m| String::from_utf8_lossy(m.bytes()).into_owned());
         let headers: Vec<_> = ape::statements(window).collect();
-        let verdicts: Vec<_> = MACHINES.iter().map(|&(m, n)| (n, apekit::select(&file, m, page))).collect();
-        let runs = verdicts.iter().any(|(_, v)| v.is_ok()) && apekit::select(&file, want, page).is_ok();
+        let verdicts: Vec<_> = MACHINES
+            .iter()
+            .map(|&(m, n)| (n, apekit::select(&file, m, page)))
+            .collect();
+        let runs =
+            verdicts.iter().any(|(_, v)| v.is_ok()) && apekit::select(&file, want, page).is_ok();
         all_run &= runs;
         if json {
             let hs: Vec<String> = headers
@@ -114,12 +123,22 @@ fn main() -> ExitCode {
                 .collect();
             let sel: Vec<String> = verdicts
                 .iter()
-                .map(|(n, v)| format!("{}:{}", json_str(n), v.map(|s| s.index.to_string()).unwrap_or("null".into())))
+                .map(|(n, v)| {
+                    format!(
+                        "{}:{}",
+                        json_str(n),
+                        v.map(|s| s.index.to_string()).unwrap_or("null".into())
+                    )
+                })
                 .collect();
             let errs: Vec<String> = verdicts
                 .iter()
                 .map(|(n, v)| {
-                    format!("{}:{}", json_str(n), v.err().map(|e| json_str(e.name())).unwrap_or("null".into()))
+                    format!(
+                        "{}:{}",
+                        json_str(n),
+                        v.err().map(|e| json_str(e.name())).unwrap_or("null".into())
+                    )
                 })
                 .collect();
             println!(
@@ -133,7 +152,10 @@ fn main() -> ExitCode {
                 runs
             );
         } else {
-            println!("{path}: magic {}", magic.as_deref().unwrap_or("none (not an APE)"));
+            println!(
+                "{path}: magic {}",
+                magic.as_deref().unwrap_or("none (not an APE)")
+            );
             for (i, s) in headers.iter().enumerate() {
                 let h = &s.ehdr;
                 println!(

@@ -29,8 +29,14 @@ fn main() -> ExitCode {
             _ => inputs.push(a),
         }
     }
-    let (Some(out), false) = (out, inputs.is_empty()) else { return usage() };
-    let elfs = match inputs.iter().map(std::fs::read).collect::<Result<Vec<_>, _>>() {
+    let (Some(out), false) = (out, inputs.is_empty()) else {
+        return usage();
+    };
+    let elfs = match inputs
+        .iter()
+        .map(std::fs::read)
+        .collect::<Result<Vec<_>, _>>()
+    {
         Ok(e) => e,
         Err(e) => {
             eprintln!("mkape: {e}");

@@ -27,14 +27,17 @@ fn main() {
             "--arm-dyn" => ad = v,
             "-o" => out = v,
             _ => {
-                eprintln!("usage: mkfixtures --x86-exec F --arm-exec F --x86-dyn F --arm-dyn F -o DIR");
+                eprintln!(
+                    "usage: mkfixtures --x86-exec F --arm-exec F --x86-dyn F --arm-dyn F -o DIR"
+                );
                 std::process::exit(2);
             }
         }
     }
     let load = |p: Option<String>| {
         let p = p.expect("all four payloads are required");
-        mkape::prepare(&std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))).unwrap_or_else(|e| panic!("{p}: {e}"))
+        mkape::prepare(&std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}")))
+            .unwrap_or_else(|e| panic!("{p}: {e}"))
     };
     let (xe, ae, xd, ad) = (load(xe), load(ae), load(xd), load(ad));
     let out = Path::new(out.as_deref().expect("-o DIR"));
@@ -46,12 +49,23 @@ fn main() {
 
     let mut manifest = String::from("# name\tx86_64\taarch64\twith_misc\tdescription\n");
     for (kind, x, a) in [("exec", &xe, &ae), ("dyn", &xd, &ad)] {
-        for (mname, magic) in [("mz", Magic::Mz), ("jartsr", Magic::Jartsr), ("debug", Magic::Debug)] {
-            for (order, elfs) in [("xa", vec![x.clone(), a.clone()]), ("ax", vec![a.clone(), x.clone()])] {
+        for (mname, magic) in [
+            ("mz", Magic::Mz),
+            ("jartsr", Magic::Jartsr),
+            ("debug", Magic::Debug),
+        ] {
+            for (order, elfs) in [
+                ("xa", vec![x.clone(), a.clone()]),
+                ("ax", vec![a.clone(), x.clone()]),
+            ] {
                 let name = format!("{kind}-{mname}-{order}");
                 let bytes = mkape::Ape::new(magic, &elfs).render();
                 write(&fix, &name, &bytes);
-                let (want, misc) = if magic == Magic::Debug { ("ENOEXEC", "sentinel") } else { ("run", "same") };
+                let (want, misc) = if magic == Magic::Debug {
+                    ("ENOEXEC", "sentinel")
+                } else {
+                    ("run", "same")
+                };
                 manifest.push_str(&format!(
                     "{name}\t{want}\t{want}\t{misc}\tET_{} payloads, {mname} magic, order {order}\n",
                     kind.to_uppercase()
@@ -66,5 +80,9 @@ fn main() {
         write(&cor, c.name, &c.bytes);
     }
     std::fs::write(cor.join("MANIFEST.tsv"), corpus::manifest(&cases)).expect("manifest");
-    eprintln!("mkfixtures: wrote 12 fixtures and {} corpus cases to {}", cases.len(), out.display());
+    eprintln!(
+        "mkfixtures: wrote 12 fixtures and {} corpus cases to {}",
+        cases.len(),
+        out.display()
+    );
 }
