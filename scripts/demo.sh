@@ -18,5 +18,6 @@ if [ $# -gt 0 ]; then
 fi
 s=0
 glog=$(TIMEOUT=${TIMEOUT:-300} "$BINFMT_APE_ROOT"/scripts/guest.sh demo "${args[@]}") || s=$?
-[ -n "$glog" ] && [ -e "$glog" ] && sed -n '/^binfmt-ape-guest: start$/,/^binfmt-ape-guest: exit/p' "$glog"
+# The start line shares the console line with the firmware's escape codes.
+[ -n "$glog" ] && [ -e "$glog" ] && sed -n '/binfmt-ape-guest: start/,/^binfmt-ape-guest: exit/{s/.*binfmt-ape-guest: start/binfmt-ape-guest: start/;p}' "$glog"
 exit "$s"

@@ -161,6 +161,29 @@ fn check_case(path: &str, name: &str, expect: &str) -> Check {
     }
 }
 
+/// The lines of /proc/PID/maps that map `path` executable. The exec's status pipe closes in
+/// begin_new_exec(), before binfmt_elf maps the segments, so wait (bounded) for them to appear.
+fn exec_mappings(pid: i32, path: &str) -> Vec<String> {
+    for _ in 0..1000 {
+        let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+        let hits: Vec<String> = maps
+            .lines()
+            .filter(|l| l.contains(" r-xp ") && l.ends_with(path))
+            .map(String::from)
+            .collect();
+        // A process that already exited (a zombie) has no mappings left to show.
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let exited = stat
+            .rsplit_once(") ")
+            .is_none_or(|(_, rest)| rest.starts_with('Z'));
+        if !hits.is_empty() || exited {
+            return hits;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Vec::new()
+}
+
 fn ent(path: &str) -> Run {
     run(path, &[path, "/ape/real/input"], Stdin::Null)
 }
@@ -240,21 +263,18 @@ fn plan() -> Vec<Test> {
     v.push(t("ent.proc_exe_and_maps_name_the_ape", || {
         let child = spawn(ENT_COM, &[ENT_COM], Stdin::Pipe)
             .map_err(|e| format!("execve: {}", exec::errno_name(e)))?;
+        let mapped = exec_mappings(child.pid, ENT_COM);
         let exe =
             fs::read_link(format!("/proc/{}/exe", child.pid)).map(|p| p.display().to_string());
-        let maps = fs::read_to_string(format!("/proc/{}/maps", child.pid)).unwrap_or_default();
         let r = child.finish();
         expect_eq(
             "/proc/pid/exe",
             exe.map_err(|e| e.to_string())?,
             ENT_COM.to_string(),
         )?;
-        if !maps
-            .lines()
-            .any(|l| l.contains(" r-xp ") && l.ends_with(ENT_COM))
-        {
+        if mapped.is_empty() {
             return Err(format!(
-                "no executable mapping of {ENT_COM} in maps:\n{maps}"
+                "no executable mapping of {ENT_COM} in /proc/pid/maps"
             ));
         }
         expect_eq("ent exit", r.outcome, Outcome::Exit(0))
@@ -474,15 +494,15 @@ pub fn demo(args: &[String]) -> i32 {
             return 1;
         }
     };
+    let mapped = exec_mappings(child.pid, &path);
     let exe = fs::read_link(format!("/proc/{}/exe", child.pid))
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "(already exited)".into());
-    let maps = fs::read_to_string(format!("/proc/{}/maps", child.pid)).unwrap_or_default();
     // The default demo (ent) reads stdin: give it some input now that it was inspected.
     child.feed(&fs::read("/ape/real/input").unwrap_or_default());
     let r = child.finish();
-    for l in maps.lines().filter(|l| l.ends_with(path.as_str())) {
-        println!("demo: maps: {l}");
+    for l in &mapped {
+        println!("demo: /proc/<pid>/maps: {l}");
     }
     println!("----- output -----");
     print!("{}", r.out());
