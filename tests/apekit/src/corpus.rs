@@ -254,70 +254,37 @@ pub fn cases(x86: &[u8], arm: &[u8]) -> Vec<Case> {
         "sentinel",
         f.render(),
     );
-    add(
-        "class32",
-        "EI_CLASS = ELFCLASS32",
-        e,
-        e,
-        "sentinel",
-        fat().headers(|h| h[eh::CLASS] = 1).render(),
-    );
-    add(
-        "big-endian",
-        "EI_DATA = ELFDATA2MSB",
-        e,
-        e,
-        "sentinel",
-        fat().headers(|h| h[eh::DATA] = 2).render(),
-    );
-    add(
-        "ident-version-0",
-        "EI_VERSION = 0",
-        e,
-        e,
-        "sentinel",
-        fat().headers(|h| h[eh::VERSION] = 0).render(),
-    );
-    add(
-        "type-rel",
-        "e_type = ET_REL",
-        e,
-        e,
-        "sentinel",
-        fat().headers(|h| put16(h, eh::TYPE, 1)).render(),
-    );
-    add(
-        "type-core",
-        "e_type = ET_CORE",
-        e,
-        e,
-        "sentinel",
-        fat().headers(|h| put16(h, eh::TYPE, 4)).render(),
-    );
-    add(
-        "phentsize-55",
-        "e_phentsize = 55",
-        e,
-        e,
-        "sentinel",
-        fat().headers(|h| put16(h, eh::PHENTSIZE, 55)).render(),
-    );
-    add(
-        "phentsize-57",
-        "e_phentsize = 57",
-        e,
-        e,
-        "sentinel",
-        fat().headers(|h| put16(h, eh::PHENTSIZE, 57)).render(),
-    );
-    add(
-        "phnum-0",
-        "e_phnum = 0",
-        e,
-        e,
-        "sentinel",
-        fat().headers(|h| put16(h, eh::PHNUM, 0)).render(),
-    );
+    // Header fields: each makes every CPU's header unusable, and binfmt_ape declines.
+    let header_cases: [(&'static str, &'static str, fn(&mut [u8; 64])); 11] = [
+        ("class32", "EI_CLASS = ELFCLASS32", |h| h[eh::CLASS] = 1),
+        ("big-endian", "EI_DATA = ELFDATA2MSB", |h| h[eh::DATA] = 2),
+        ("ident-version-0", "EI_VERSION = 0", |h| h[eh::VERSION] = 0),
+        ("type-rel", "e_type = ET_REL", |h| put16(h, eh::TYPE, 1)),
+        ("type-core", "e_type = ET_CORE", |h| put16(h, eh::TYPE, 4)),
+        ("phentsize-55", "e_phentsize = 55", |h| {
+            put16(h, eh::PHENTSIZE, 55)
+        }),
+        ("phentsize-57", "e_phentsize = 57", |h| {
+            put16(h, eh::PHENTSIZE, 57)
+        }),
+        ("phnum-0", "e_phnum = 0", |h| put16(h, eh::PHNUM, 0)),
+        ("phnum-65535", "e_phnum = 0xffff", |h| {
+            put16(h, eh::PHNUM, 0xffff)
+        }),
+        (
+            "phoff-overflow",
+            "e_phoff + table size overflows u64",
+            |h| put64(h, eh::PHOFF, u64::MAX - 16),
+        ),
+        (
+            "entry-not-executable",
+            "e_entry = 0x10 (in no PF_X PT_LOAD)",
+            |h| put64(h, eh::ENTRY, 0x10),
+        ),
+    ];
+    for (name, mutation, f) in header_cases {
+        add(name, mutation, e, e, "sentinel", fat().headers(f).render());
+    }
     add(
         "phnum-19",
         "table moved to EOF and padded to 19 entries (loader.c's cap is 73)",
@@ -341,14 +308,6 @@ pub fn cases(x86: &[u8], arm: &[u8]) -> Vec<Case> {
         e,
         "sentinel",
         table_at_eof(fat(), 74, Some(74)),
-    );
-    add(
-        "phnum-65535",
-        "e_phnum = 0xffff",
-        e,
-        e,
-        "sentinel",
-        fat().headers(|h| put16(h, eh::PHNUM, 0xffff)).render(),
     );
     add(
         "phdrs-at-eof",
@@ -382,16 +341,6 @@ pub fn cases(x86: &[u8], arm: &[u8]) -> Vec<Case> {
             let n = f.render().len() as u64;
             f.headers(|h| put64(h, eh::PHOFF, n + 4096)).render()
         },
-    );
-    add(
-        "phoff-overflow",
-        "e_phoff + table size overflows u64",
-        e,
-        e,
-        "sentinel",
-        fat()
-            .headers(|h| put64(h, eh::PHOFF, u64::MAX - 16))
-            .render(),
     );
     add(
         "x86_64-only",
@@ -441,90 +390,62 @@ pub fn cases(x86: &[u8], arm: &[u8]) -> Vec<Case> {
         "same",
         f.render(),
     );
-    add(
-        "pt-interp",
-        "the writable PT_LOAD turned into PT_INTERP",
-        e,
-        e,
-        "sentinel",
-        fat()
-            .phdrs(|p| {
-                if is_load(p, elf::PF_W) {
-                    put32(p, ph::TYPE, elf::PT_INTERP);
-                }
-            })
-            .render(),
+    // Program header fields, in every image's table.
+    type PhdrCase = (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&mut [u8]),
     );
-    add(
-        "pt-dynamic",
-        "the writable PT_LOAD turned into PT_DYNAMIC",
-        e,
-        e,
-        "sentinel",
-        fat()
-            .phdrs(|p| {
-                if is_load(p, elf::PF_W) {
-                    put32(p, ph::TYPE, elf::PT_DYNAMIC);
-                }
-            })
-            .render(),
-    );
-    add(
-        "filesz-gt-memsz",
-        "writable PT_LOAD with p_filesz = p_memsz + 1",
-        e,
-        e,
-        "sentinel",
-        fat()
-            .phdrs(|p| {
-                if is_load(p, elf::PF_W) {
-                    put64(p, ph::FILESZ, get64(p, ph::MEMSZ) + 1);
-                }
-            })
-            .render(),
-    );
-    add(
-        "incongruent",
-        "executable PT_LOAD with p_offset + 1 (p_vaddr unchanged)",
-        e,
-        e,
-        "sentinel",
-        fat()
-            .phdrs(|p| {
-                if is_load(p, elf::PF_X) {
-                    put64(p, ph::OFFSET, get64(p, ph::OFFSET) + 1);
-                }
-            })
-            .render(),
-    );
-    add(
-        "vaddr-overflow",
-        "writable PT_LOAD with p_memsz = 2^64 - 16 (p_vaddr + p_memsz overflows)",
-        e,
-        e,
-        "sentinel",
-        fat()
-            .phdrs(|p| {
-                if is_load(p, elf::PF_W) {
-                    put64(p, ph::MEMSZ, u64::MAX - 16);
-                }
-            })
-            .render(),
-    );
-    add(
-        "beyond-task-size",
-        "writable PT_LOAD moved to 2^52: binfmt_elf fails to map it after the point of no return",
-        "SIGSEGV",
-        "SIGSEGV",
-        "same",
-        fat()
-            .phdrs(|p| {
+    let phdr_cases: [PhdrCase; 6] = [
+        ("pt-interp", "the writable PT_LOAD turned into PT_INTERP", e, "sentinel", |p| {
+            if is_load(p, elf::PF_W) {
+                put32(p, ph::TYPE, elf::PT_INTERP);
+            }
+        }),
+        ("pt-dynamic", "the writable PT_LOAD turned into PT_DYNAMIC", e, "sentinel", |p| {
+            if is_load(p, elf::PF_W) {
+                put32(p, ph::TYPE, elf::PT_DYNAMIC);
+            }
+        }),
+        ("filesz-gt-memsz", "writable PT_LOAD with p_filesz = p_memsz + 1", e, "sentinel", |p| {
+            if is_load(p, elf::PF_W) {
+                put64(p, ph::FILESZ, get64(p, ph::MEMSZ) + 1);
+            }
+        }),
+        ("incongruent", "executable PT_LOAD with p_offset + 1 (p_vaddr unchanged)", e, "sentinel", |p| {
+            if is_load(p, elf::PF_X) {
+                put64(p, ph::OFFSET, get64(p, ph::OFFSET) + 1);
+            }
+        }),
+        ("vaddr-overflow", "writable PT_LOAD with p_memsz = 2^64 - 16: p_vaddr + p_memsz overflows", e, "sentinel", |p| {
+            if is_load(p, elf::PF_W) {
+                put64(p, ph::MEMSZ, u64::MAX - 16);
+            }
+        }),
+        (
+            "beyond-task-size",
+            "writable PT_LOAD moved to 2^52: binfmt_elf fails to map it after the point of no return",
+            "SIGSEGV",
+            "same",
+            |p| {
                 if is_load(p, elf::PF_W) {
                     put64(p, ph::VADDR, (1 << 52) | (get64(p, ph::VADDR) & 0xffff));
                 }
-            })
-            .render(),
-    );
+            },
+        ),
+    ];
+    for (name, mutation, outcome, misc, f) in phdr_cases {
+        add(
+            name,
+            mutation,
+            outcome,
+            outcome,
+            misc,
+            fat().phdrs(f).render(),
+        );
+    }
     add("overlapping-loads", "table at EOF with the executable PT_LOAD listed twice: overlaps are left to binfmt_elf, which maps the later over the earlier", "run", "run", "same", table_at_eof_with(fat(), 1, None, |t| {
         let mut e = [0; 56];
         if let Some(x) = t.chunks_exact(56).find(|p| is_load(p, elf::PF_X)) {
@@ -532,14 +453,6 @@ pub fn cases(x86: &[u8], arm: &[u8]) -> Vec<Case> {
         }
         e
     }));
-    add(
-        "entry-not-executable",
-        "e_entry = 0x10 (in no PF_X PT_LOAD)",
-        e,
-        e,
-        "sentinel",
-        fat().headers(|h| put64(h, eh::ENTRY, 0x10)).render(),
-    );
     add(
         "truncated-x86_64-text",
         "aarch64 first; the file ends where the x86_64 text segment starts: its pages fault",

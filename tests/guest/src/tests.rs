@@ -184,6 +184,15 @@ fn exec_mappings(pid: i32, path: &str) -> Vec<String> {
     Vec::new()
 }
 
+/// A direct execve of `path` fails with ENOEXEC.
+fn refused(path: &str) -> Check {
+    expect_eq(
+        "execve",
+        run(path, &[path], Stdin::Null).outcome,
+        Outcome::Errno(libc::ENOEXEC),
+    )
+}
+
 fn ent(path: &str) -> Run {
     run(path, &[path, "/ape/real/input"], Stdin::Null)
 }
@@ -219,20 +228,8 @@ fn plan() -> Vec<Test> {
         }
     }));
     // Without the module: a direct execve of an APE fails, whatever a shell would do.
-    v.push(t("without_module.ent_com_enoexec", || {
-        expect_eq(
-            "execve",
-            ent(ENT_COM).outcome,
-            Outcome::Errno(libc::ENOEXEC),
-        )
-    }));
-    v.push(t("without_module.fixture_enoexec", || {
-        expect_eq(
-            "execve",
-            run(FAT, &[FAT], Stdin::Null).outcome,
-            Outcome::Errno(libc::ENOEXEC),
-        )
-    }));
+    v.push(t("without_module.ent_com_enoexec", || refused(ENT_COM)));
+    v.push(t("without_module.fixture_enoexec", || refused(FAT)));
     v.push(t("insmod", insmod));
     v.push(t("loads_binfmt_misc_first", || {
         // binfmt_ape's init asks for binfmt_misc before registering, so it stays ahead of it.
@@ -407,13 +404,7 @@ fn plan() -> Vec<Test> {
         Ok(())
     }));
     v.push(t("rmmod_again", rmmod));
-    v.push(t("after_rmmod.enoexec", || {
-        expect_eq(
-            "execve",
-            ent(ENT_COM).outcome,
-            Outcome::Errno(libc::ENOEXEC),
-        )
-    }));
+    v.push(t("after_rmmod.enoexec", || refused(ENT_COM)));
     v.push(t("dmesg_clean", || {
         let d = dmesg();
         let bad: Vec<&str> = d
