@@ -34,6 +34,9 @@ count_ktap() {
 		[ -n "$plan" ] || failed=$((failed + 1))
 		echo "[$arch] the guest did not finish its plan; console:"
 		cat "$log"
+	elif [ "$notok" != 0 ]; then
+		echo "[$arch] console:"
+		cat "$log"
 	fi
 }
 

@@ -7,8 +7,9 @@
 //! [`include/linux/binfmts.h`](srctree/include/linux/binfmts.h)). For a file that starts with
 //! an APE magic it reads the first 8 KiB, decodes the `printf` statement for this CPU
 //! ([`ape`]), copies the 64-byte header over `bprm->buf` and returns `-ENOEXEC`, so that
-//! binfmt_elf, next in the list, maps the ELF image the header describes. Anything else gets
-//! `-ENOEXEC` with `bprm->buf` untouched, so later handlers and the shell fallback still work.
+//! binfmt_elf, further down the list, maps the ELF image the header describes. Anything else
+//! gets `-ENOEXEC` with `bprm->buf` untouched, so later handlers (binfmt_misc, which we keep
+//! behind us) and the shell fallback still see the original file.
 //!
 //! `/proc/sys/fs/binfmt_ape/` holds `enabled` (0 or 1) and the counters below.
 
@@ -104,7 +105,7 @@ impl binfmt::Binfmt for Ape {
             *dst = ehdr.0;
         }
         HANDLED.fetch_add(1, Relaxed);
-        // binfmt_elf, next in the list, now loads the header for this CPU.
+        // binfmt_elf, further down the list, now loads the header for this CPU.
         Err(ENOEXEC)
     }
 }

@@ -452,6 +452,15 @@ pub fn check() -> i32 {
         }
     }
     println!("# {ARCH}: {failed} failed");
+    if failed != 0 {
+        // The kernel log goes with any failure: the console only shows errors.
+        let log = dmesg();
+        let lines: Vec<&str> = log.lines().collect();
+        println!("# dmesg (last 200 lines):");
+        for l in &lines[lines.len().saturating_sub(200)..] {
+            println!("#   {l}");
+        }
+    }
     i32::from(failed != 0)
 }
 
