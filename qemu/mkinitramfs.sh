@@ -28,10 +28,11 @@ esac
 [ -x "$busybox" ] || die "no busybox for $KARCH (run scripts/setup.sh)"
 
 root=$(mktemp -d)
+chmod 755 "$root" # mktemp makes it 0700; it becomes the guest's /
 trap 'rm -rf "$root"' EXIT
-mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,test,ape/real,ape/user,lib/modules}
+mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,mnt,test,ape/real,ape/user,lib/modules}
 cp "$busybox" "$root/bin/busybox"
-for a in sh mount umount insmod rmmod lsmod modprobe dmesg reboot cat echo mkdir ls sleep; do
+for a in sh mount umount insmod rmmod lsmod modprobe dmesg reboot cat echo mkdir ls sleep cp chmod; do
 	ln -s busybox "$root/bin/$a"
 done
 ln -s ../bin/busybox "$root/sbin/modprobe"

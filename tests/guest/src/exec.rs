@@ -105,6 +105,11 @@ static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new
 
 /// Starts `path` with `argv`; returns `Err(errno)` if `execve` failed.
 pub fn spawn(path: &str, argv: &[&str], stdin: Stdin) -> Result<Child, i32> {
+    spawn_as(None, path, argv, stdin)
+}
+
+/// As [`spawn`], with the child's user and group ids set to `uid` first when given.
+pub fn spawn_as(uid: Option<u32>, path: &str, argv: &[&str], stdin: Stdin) -> Result<Child, i32> {
     let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (out_path, err_path) = (format!("/tmp/run{n}.out"), format!("/tmp/run{n}.err"));
     let c_path = CString::new(path).expect("path");
@@ -141,6 +146,11 @@ pub fn spawn(path: &str, argv: &[&str], stdin: Stdin) -> Result<Child, i32> {
             libc::dup2(in_read.as_raw_fd(), 0);
             libc::dup2(out.as_raw_fd(), 1);
             libc::dup2(err.as_raw_fd(), 2);
+            if let Some(id) = uid {
+                if libc::setgid(id) != 0 || libc::setuid(id) != 0 {
+                    libc::_exit(126);
+                }
+            }
             libc::execve(c_path.as_ptr(), p_argv.as_ptr(), p_env.as_ptr());
             let e = *libc::__errno_location();
             libc::write(status_w.as_raw_fd(), (&e as *const i32).cast(), 4);
@@ -204,7 +214,12 @@ impl Child {
 
 /// Runs to completion.
 pub fn run(path: &str, argv: &[&str], stdin: Stdin) -> Run {
-    match spawn(path, argv, stdin) {
+    run_as(None, path, argv, stdin)
+}
+
+/// Runs to completion as `uid` (when given).
+pub fn run_as(uid: Option<u32>, path: &str, argv: &[&str], stdin: Stdin) -> Run {
+    match spawn_as(uid, path, argv, stdin) {
         Ok(c) => c.finish(),
         Err(e) => Run {
             outcome: Outcome::Errno(e),

@@ -3,7 +3,7 @@
 //! The guest test plan. Every test has a name; the plan is printed first, each result as a
 //! KTAP line, and a failing test prints what it saw as `#` diagnostics.
 
-use crate::exec::{self, run, spawn, Outcome, Run, Stdin};
+use crate::exec::{self, run, run_as, spawn, Outcome, Run, Stdin};
 use std::fs;
 use std::process::Command;
 
@@ -294,6 +294,42 @@ fn plan() -> Vec<Test> {
             check_case(&format!("{}/{}.ape", c.dir, c.name), &c.name, &c.expect)
         }));
     }
+    // The kernel's own exec checks still apply to APEs.
+    v.push(t("permissions.noexec_mount_eacces", || {
+        fs::create_dir_all("/mnt/noexec").map_err(|e| e.to_string())?;
+        sh(
+            "mount",
+            &["-t", "tmpfs", "-o", "noexec", "none", "/mnt/noexec"],
+        )?;
+        sh("cp", &[FAT, "/mnt/noexec/x.ape"])?;
+        let r = run("/mnt/noexec/x.ape", &["x"], Stdin::Null);
+        sh("umount", &["/mnt/noexec"])?;
+        expect_eq("execve", r.outcome, Outcome::Errno(libc::EACCES))
+    }));
+    v.push(t("permissions.mode_0644_eacces", || {
+        sh("cp", &[FAT, "/tmp/0644.ape"])?;
+        sh("chmod", &["0644", "/tmp/0644.ape"])?;
+        expect_eq(
+            "execve",
+            run("/tmp/0644.ape", &["x"], Stdin::Null).outcome,
+            Outcome::Errno(libc::EACCES),
+        )
+    }));
+    v.push(t("permissions.setuid_ape_sets_at_secure", || {
+        sh("cp", &[FAT, "/tmp/suid.ape"])?;
+        sh("chmod", &["4755", "/tmp/suid.ape"])?;
+        let r = run_as(
+            Some(65534),
+            "/tmp/suid.ape",
+            &["/tmp/suid.ape"],
+            Stdin::Null,
+        );
+        if r.outcome == Outcome::Exit(0) && r.out().contains(" secure=1 ") {
+            Ok(())
+        } else {
+            Err(format!("{}; want a run with secure=1", describe(&r)))
+        }
+    }));
     v.push(t("elf_still_runs", || {
         check_payload("/bin/payload-exec", "exec").or_else(|_| {
             let r = run("/bin/payload-exec", &["/bin/payload-exec"], Stdin::Null);
