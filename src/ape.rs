@@ -6,7 +6,9 @@
 //! shell prologue. For each CPU it holds one `printf '...'` statement whose octal escapes spell
 //! a 64-byte `Elf64_Ehdr`; the program headers and segments it names lie elsewhere in the file.
 //! This module finds the header for one machine the way cosmopolitan's `ape/loader.c` does, so
-//! the caller can hand it to binfmt_elf (see [`srctree/include/linux/binfmts.h`]).
+//! the caller can hand it to binfmt_elf (see
+//! [`include/linux/binfmts.h`](srctree/include/linux/binfmts.h)). The
+//! reference is loader.c version 1.10, the loader current APEs extract and run.
 //!
 //! It has no kernel or `std` dependency and never allocates: the crate root of `binfmt_ape`
 //! and the host tests, fuzzers and `apeinfo` all include this one file.
@@ -32,7 +34,8 @@
 //!   loader.c refuses them).
 //! - Refused, ending the scan (loader.c exits on these once the machine matched):
 //!   `e_phentsize` other than 56; `e_phnum` of 0 or a table over [`MAX_PHDR_TABLE`] bytes
-//!   (loader.c's buffer: 73 headers); and for each non-empty PT_LOAD, `p_filesz > p_memsz`,
+//!   (loader.c 1.10's buffer, 18 headers; loader 1.5 took 4096 bytes); and for each
+//!   non-empty PT_LOAD, `p_filesz > p_memsz`,
 //!   `p_offset` and `p_vaddr` incongruent modulo the page size, `p_vaddr + p_memsz` or
 //!   `p_offset + p_filesz` overflowing once rounded up to a page; and no PF_X PT_LOAD that
 //!   contains `e_entry`. binfmt_elf would find most of these only after the point of no return
@@ -63,8 +66,8 @@ pub const WINDOW: usize = 8192;
 pub const EHDR_SIZE: usize = 64;
 /// Size of an `Elf64_Phdr`.
 pub const PHDR_SIZE: usize = 56;
-/// Largest program header table accepted, in bytes (loader.c's buffer).
-pub const MAX_PHDR_TABLE: usize = 4096;
+/// Largest program header table accepted, in bytes (loader.c 1.10's buffer, 18 headers).
+pub const MAX_PHDR_TABLE: usize = 1024;
 
 const PRINTF: &[u8; 8] = b"printf '";
 const PT_LOAD: u32 = 1;

@@ -176,7 +176,7 @@ fn pick(
             Some("machine")
         } else if h.phentsize != 56 {
             Some("phentsize")
-        } else if h.phnum == 0 || h.phnum as usize * 56 > 4096 {
+        } else if h.phnum == 0 || h.phnum as usize * 56 > 1024 {
             Some("phnum")
         } else {
             None
