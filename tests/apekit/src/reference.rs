@@ -91,11 +91,13 @@ const SKIP: &[&str] = &[
 fn check_loads(h: &Hdr, table: &[u8], page: u64) -> Result<(), &'static str> {
     let n = h.phnum as usize;
     let ents: Vec<&[u8]> = (0..n).map(|i| &table[i * 56..i * 56 + 56]).collect();
-    if ents.iter().any(|e| le(e, 0, 4) == 3) {
-        return Err("interp");
-    }
-    if ents.iter().any(|e| le(e, 0, 4) == 2) {
-        return Err("dynamic");
+    // In table order: the first PT_INTERP or PT_DYNAMIC names the reason.
+    for e in &ents {
+        match le(e, 0, 4) {
+            3 => return Err("interp"),
+            2 => return Err("dynamic"),
+            _ => {}
+        }
     }
     let mut entry_ok = false;
     for e in ents {

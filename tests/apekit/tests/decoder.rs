@@ -301,6 +301,29 @@ fn cases() -> Vec<Case> {
             arm: Err("no-machine"),
         },
     ];
+    // Found by the differential fuzzer: with both, the first in table order names the reason.
+    let typed = |types: [u32; 2]| {
+        let mut f = with_hdr(|h| put16(h, eh::PHNUM, 3));
+        for t in [X86_PHOFF, ARM_PHOFF] {
+            for (k, ty) in types.iter().enumerate() {
+                let p = t as usize + 56 * (k + 1);
+                f[p..p + 4].copy_from_slice(&ty.to_le_bytes());
+            }
+        }
+        f
+    };
+    v.push(Case {
+        name: "dynamic-then-interp",
+        file: typed([2, 3]),
+        x86: Err("dynamic"),
+        arm: Err("dynamic"),
+    });
+    v.push(Case {
+        name: "interp-then-dynamic",
+        file: typed([3, 2]),
+        x86: Err("interp"),
+        arm: Err("interp"),
+    });
     // Window-edge cases: a statement at a precise offset; the tables stay past the window.
     let at = |off: usize, s: Vec<u8>| {
         let mut f = b"MZqFpD='\n'\n".to_vec();
