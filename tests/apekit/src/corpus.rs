@@ -255,7 +255,8 @@ pub fn cases(x86: &[u8], arm: &[u8]) -> Vec<Case> {
         f.render(),
     );
     // Header fields: each makes every CPU's header unusable, and binfmt_ape declines.
-    let header_cases: [(&'static str, &'static str, fn(&mut [u8; 64])); 11] = [
+    type HeaderCase = (&'static str, &'static str, fn(&mut [u8; 64]));
+    let header_cases: [HeaderCase; 11] = [
         ("class32", "EI_CLASS = ELFCLASS32", |h| h[eh::CLASS] = 1),
         ("big-endian", "EI_DATA = ELFDATA2MSB", |h| h[eh::DATA] = 2),
         ("ident-version-0", "EI_VERSION = 0", |h| h[eh::VERSION] = 0),
