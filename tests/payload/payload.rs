@@ -188,7 +188,7 @@ unsafe extern "C" fn payload_main(sp: *const usize) -> ! {
             line.put(b",");
         }
         line.put(a);
-        if i + 2 < argc + 1 && a == b"--exit" && i + 1 < argc {
+        if a == b"--exit" && i + 1 < argc {
             status = parse(unsafe { cstr(*argv.add(i + 1)) });
         }
     }

@@ -112,68 +112,54 @@ pub fn prepare(file: &[u8]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// The ELF `e` relocated to file offset `base`: `e_phoff`, `e_shoff` and every `p_offset`.
+fn place(e: &[u8], base: usize) -> Image {
+    let mut b = e.to_vec();
+    let delta = base as u64;
+    let phoff = get64(&b, eh::PHOFF);
+    put64(&mut b, eh::PHOFF, phoff + delta);
+    let shoff = get64(&b, eh::SHOFF);
+    if shoff != 0 {
+        put64(&mut b, eh::SHOFF, shoff + delta);
+    }
+    for i in 0..get16(&b, eh::PHNUM) as usize {
+        let p = phoff as usize + i * 56 + ph::OFFSET;
+        let o = get64(&b, p);
+        put64(&mut b, p, o + delta);
+    }
+    let mut ehdr = [0; 64];
+    ehdr.copy_from_slice(&b[..64]);
+    Image {
+        machine: get16(e, eh::MACHINE),
+        ehdr,
+        bytes: b,
+        base,
+    }
+}
+
 fn align_up(n: usize, a: usize) -> usize {
     n.div_ceil(a) * a
 }
 
 impl Ape {
-    /// Lays out `elfs` (already [`prepare`]d) in the given order.
+    /// Lays out `elfs` (already [`prepare`]d) in the given order. The prologue must fit the
+    /// 8 KiB window, so the first image goes at the first 64 KiB boundary past it.
     pub fn new(magic: Magic, elfs: &[Vec<u8>]) -> Self {
-        let mut ape = Ape {
+        let mut at = align_up(crate::ape::WINDOW, IMAGE_ALIGN);
+        let images: Vec<Image> = elfs
+            .iter()
+            .map(|e| {
+                let img = place(e, at);
+                at = align_up(at + e.len(), IMAGE_ALIGN);
+                img
+            })
+            .collect();
+        let statements = images.iter().map(|i| printf_statement(&i.ehdr)).collect();
+        Ape {
             magic,
             script: SCRIPT.to_string(),
-            statements: vec![],
-            images: vec![],
-        };
-        for e in elfs {
-            ape.images.push(Image {
-                machine: get16(e, eh::MACHINE),
-                ehdr: [0; 64],
-                bytes: e.clone(),
-                base: 0,
-            });
-        }
-        ape.relayout();
-        ape.statements = ape
-            .images
-            .iter()
-            .map(|i| printf_statement(&i.ehdr))
-            .collect();
-        ape
-    }
-
-    fn prologue_len(&self) -> usize {
-        8 + 3
-            + self.script.len()
-            + self
-                .statements
-                .iter()
-                .map(Vec::len)
-                .sum::<usize>()
-                .max(self.images.len() * 300)
-    }
-
-    /// Places the images after the prologue and relocates their offsets.
-    fn relayout(&mut self) {
-        let mut at = align_up(self.prologue_len().max(crate::ape::WINDOW), IMAGE_ALIGN);
-        for img in &mut self.images {
-            let old = img.base as u64;
-            img.base = at;
-            let delta = at as u64;
-            let b = &mut img.bytes;
-            let phoff = get64(b, eh::PHOFF) - old;
-            put64(b, eh::PHOFF, phoff + delta);
-            let shoff = get64(b, eh::SHOFF);
-            if shoff != 0 {
-                put64(b, eh::SHOFF, shoff - old + delta);
-            }
-            for i in 0..get16(b, eh::PHNUM) as usize {
-                let p = phoff as usize + i * 56;
-                let o = get64(b, p + ph::OFFSET);
-                put64(b, p + ph::OFFSET, o - old + delta);
-            }
-            img.ehdr.copy_from_slice(&b[..64]);
-            at = align_up(at + b.len(), IMAGE_ALIGN);
+            statements,
+            images,
         }
     }
 
