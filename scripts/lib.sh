@@ -9,6 +9,11 @@ KVER=${KVER:-6.12}
 ARCH=${ARCH:-x86_64}
 VARIANT=${VARIANT:-default}
 export PATH="/usr/lib/llvm-19/bin:$HOME/.cargo/bin:$PATH"
+# The Rust toolchain the kernels, the module and the host tests are built with, pinned: each
+# kernel series accepts a window of rustc versions, and a newer default rustc on a fresh
+# machine must not break an older kernel. (cargo-fuzz asks for nightly explicitly.)
+RUST_TOOLCHAIN=${RUST_TOOLCHAIN:-1.95.0}
+export RUSTUP_TOOLCHAIN=$RUST_TOOLCHAIN
 
 log() { printf '[%s] %s\n' "${LOG_TAG:-binfmt-ape}" "$*" >&2; }
 die() { printf '[%s] error: %s\n' "${LOG_TAG:-binfmt-ape}" "$*" >&2; exit 1; }
@@ -67,3 +72,65 @@ build_payload() {
 
 # Rust arch name for a kernel ARCH.
 rust_arch() { case "$1" in arm64|aarch64) echo aarch64 ;; *) echo x86_64 ;; esac; }
+
+# The Debian mirror URI this machine's own apt configuration uses for its main archive, or
+# with "security" for its security archive (deb822 .sources or one-line .list files).
+# Scripts add suites on these mirrors only, so no registry host is written in this repository.
+debian_mirror() {
+	local codename suite uri
+	codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+	[ -n "$codename" ] || die "no VERSION_CODENAME in /etc/os-release (is this a Debian machine?)"
+	suite=$codename${1:+-$1}
+	# The first stanza or line whose suites name $suite.
+	uri=$(awk -v c="$suite" '
+		function done() { if (!f && u != "" && (" " s " ") ~ (" " c " ")) { print u; f = 1; exit } u = ""; s = "" }
+		FNR == 1 || /^[[:space:]]*$/ { done() }
+		/^URIs:/ { u = $2 } /^Suites:/ { s = $0; sub(/^Suites:[[:space:]]*/, "", s) }
+		END { done() }
+	' /etc/apt/sources.list.d/*.sources 2>/dev/null)
+	[ -n "$uri" ] || uri=$(awk -v c="$suite" '$1 == "deb" {
+			i = 2; if ($2 ~ /^\[/) { while (i < NF && $i !~ /\]$/) i++; i++ }
+			if ($(i + 1) == c) { print $i; exit }
+		}' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null)
+	if [ -z "$uri" ] && [ "${1:-}" = security ]; then
+		uri=$(debian_mirror)-security
+	fi
+	[ -n "$uri" ] || die "no '$suite' Debian mirror in /etc/apt/sources.list{,.d/}"
+	echo "${uri%/}"
+}
+
+# The Debian suites, besides the host's own, that kernels and their sources come from.
+DEBIAN_SUITES=${DEBIAN_SUITES:-"trixie trixie-updates trixie-security trixie-backports bookworm-backports sid"}
+
+# apt-get with a private state under $CACHE/apt/NAME: its own sources list (SUITES on this
+# machine's mirror, main only), lists and cache. Other Debian suites (trixie-backports, sid)
+# are looked up this way, never added to the host's own sources, where they would upgrade
+# the host. The lists are refreshed once a day.
+# Usage: apt_private NAME "SUITE..." ARCHES APT_GET_ARGS...   (ARCHES: e.g. "amd64,arm64")
+apt_private() {
+	local name=$1 suites=$2 arches=$3 dir=$CACHE/apt/$1 mirror security s
+	shift 3
+	mirror=$(debian_mirror) security=$(debian_mirror security)
+	mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial"
+	{
+		for s in $suites; do
+			case "$s" in
+			*-security) printf 'deb %s %s main\n' "$security" "$s" ;;
+			*) printf 'deb %s %s main\n' "$mirror" "$s" ;;
+			esac
+		done
+	} >"$dir/sources.list.new"
+	local opts=(-o Dir::Etc::SourceList="$dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
+		-o Dir::State::Lists="$dir/lists" -o Dir::Cache="$dir/cache"
+		-o Dir::State::status=/dev/null -o APT::Architectures="$arches"
+		-o Debug::NoLocking=1 -o APT::Get::List-Cleanup=0 -o APT::Sandbox::User=root)
+	if ! cmp -s "$dir/sources.list.new" "$dir/sources.list" ||
+		[ -z "$(find "$dir/.updated" -mmin -1440 2>/dev/null)" ]; then
+		mv "$dir/sources.list.new" "$dir/sources.list"
+		log "apt-get update (private state $name: $suites)"
+		apt-get "${opts[@]}" -qq update >&2 || die "apt-get update failed for $suites (private state $dir)"
+		touch "$dir/.updated"
+	fi
+	rm -f "$dir/sources.list.new"
+	apt-get "${opts[@]}" "$@"
+}

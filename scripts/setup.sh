@@ -7,9 +7,10 @@
 # kernel and the guest programs need, and a pinned bindgen-cli.
 # Idempotent: a second run only checks.
 set -euo pipefail
+LOG_TAG=setup
+. "$(dirname "$0")/lib.sh"
 
 BINDGEN_VERSION=0.73.2
-CACHE=${BINFMT_APE_CACHE:-$HOME/.cache/binfmt-ape}
 
 usage() {
 	cat <<USAGE
@@ -19,16 +20,13 @@ Installs host prerequisites (needs root for apt). Environment:
 USAGE
 }
 
-log() { printf '[setup] %s\n' "$*" >&2; }
-die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
-
 sudo_() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 apt_sources() {
 	local changed=0
 	if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-		log "adding the bookworm-backports apt source (for QEMU)"
-		printf 'deb http://deb.debian.org/debian bookworm-backports main\n' |
+		log "adding the bookworm-backports apt source (for QEMU), on this machine's own mirror"
+		printf 'deb %s bookworm-backports main\n' "$(debian_mirror)" |
 			sudo_ tee /etc/apt/sources.list.d/binfmt-ape-backports.list >/dev/null
 		changed=1
 	fi
@@ -78,6 +76,10 @@ busybox_arm64() {
 
 rust_parts() {
 	command -v rustup >/dev/null || die "rustup not found: install Rust with rustup first"
+	if ! rustup toolchain list | grep -q "^$RUST_TOOLCHAIN-"; then
+		log "rustup toolchain install $RUST_TOOLCHAIN (the pinned toolchain)"
+		rustup toolchain install "$RUST_TOOLCHAIN" --profile minimal
+	fi
 	local have
 	have=$(rustup component list --installed 2>/dev/null)
 	grep -q '^rust-src' <<<"$have" || { log "rustup component add rust-src"; rustup component add rust-src; }
