@@ -2,18 +2,32 @@
 #
 # binfmt_ape: build the module against a kernel tree, or run the QEMU demo and tests.
 #
-#   make [KDIR=...] [ARCH=...] [CROSS_COMPILE=...] [LLVM=1]   build binfmt_ape.ko
+#   make [KDIR=...] [MO=...] [ARCH=...] [CROSS_COMPILE=...] [LLVM=1]   build binfmt_ape.ko
 #   make modules_install | clean
 #   make demo [ARCH=arm64] [APE=file ARGS="..."]               run APEs in a QEMU guest
 #   make check                                                 every test, host and guests
 #   make fixtures | fuzz [FUZZ_SECONDS=N] | setup
 
 KDIR ?= /lib/modules/$(shell uname -r)/build
-KVER ?= 6.12
 FUZZ_SECONDS ?= 60
-export KVER ARCHES VARIANT FUZZ_SECONDS FUZZ_SANITIZER
-kbuild := $(MAKE) -C $(KDIR) M=$(CURDIR) $(if $(ARCH),ARCH=$(ARCH)) \
-	$(if $(CROSS_COMPILE),CROSS_COMPILE=$(CROSS_COMPILE)) $(if $(LLVM),LLVM=$(LLVM))
+export ARCHES VARIANT GUESTS FUZZ_SECONDS FUZZ_SANITIZER
+kbuild_args := $(if $(ARCH),ARCH=$(ARCH)) $(if $(CROSS_COMPILE),CROSS_COMPILE=$(CROSS_COMPILE)) \
+	$(if $(LLVM),LLVM=$(LLVM)) $(if $(CLIPPY),CLIPPY=$(CLIPPY))
+
+# MO=DIR puts everything the build generates in DIR, leaving the sources untouched. Kbuild
+# does that itself from 6.13 on; for older kernels the sources are copied into DIR first.
+ifdef MO
+mo := $(abspath $(MO))
+kbuild_has_mo := $(shell grep -qs KBUILD_EXTMOD_OUTPUT $(KDIR)/Makefile \
+	$$(sed -n 's/^include //p' $(KDIR)/Makefile 2>/dev/null) && echo y)
+ifeq ($(kbuild_has_mo),y)
+kbuild := $(MAKE) -C $(KDIR) M=$(CURDIR) MO=$(mo) $(kbuild_args)
+else
+kbuild := mkdir -p $(mo) && cp -R Kbuild src rust $(mo)/ && $(MAKE) -C $(KDIR) M=$(mo) $(kbuild_args)
+endif
+else
+kbuild := $(MAKE) -C $(KDIR) M=$(CURDIR) $(kbuild_args)
+endif
 
 .PHONY: all modules modules_install clean setup demo check fixtures fuzz test-host
 
@@ -31,10 +45,10 @@ setup:
 	scripts/setup.sh
 
 demo:
-	KVER=$(KVER) ARCH=$(or $(ARCH),x86_64) scripts/demo.sh $(if $(APE),"$(APE)") $(ARGS)
+	KVER=$(or $(KVER),6.12) ARCH=$(or $(ARCH),x86_64) scripts/demo.sh $(if $(APE),"$(APE)") $(ARGS)
 
 check:
-	KVER=$(KVER) scripts/check.sh
+	$(if $(KVER),KVER=$(KVER)) scripts/check.sh
 
 fixtures:
 	scripts/fixtures.sh

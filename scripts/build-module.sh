@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Build binfmt_ape.ko against a kernel build directory ($1) for ARCH, in a copy of the
-# sources under build/module/<kernel dir name>, so several arches can be built side by side.
-# Prints the .ko path on stdout.
+# Build binfmt_ape.ko against a kernel build directory ($1) for ARCH, with its output in
+# build/module/<kernel dir name> (make MO=...), so several kernels can be built side by side
+# and nothing is generated in the sources. Prints the .ko path on stdout.
 set -euo pipefail
 LOG_TAG=module
 . "$(dirname "$0")/lib.sh"
@@ -13,10 +13,9 @@ kdir=$1
 arch_facts "$ARCH"
 out=$BUILD/module/$(basename "$kdir")
 mkdir -p "$out"
-rsync -a --delete --exclude '*.o' --exclude '*.ko' --exclude '.*.cmd' \
-	--exclude bindings_generated.rs "$BINFMT_APE_ROOT/Kbuild" "$BINFMT_APE_ROOT/src" "$BINFMT_APE_ROOT/rust" "$out/"
 log "building binfmt_ape.ko for $KARCH against $(basename "$kdir")"
-make -s -C "$kdir" M="$out" ARCH="$KARCH" CROSS_COMPILE="$CROSS" ${CLIPPY:+CLIPPY=1} modules >"$out/build.log" 2>&1 ||
+make -s -C "$BINFMT_APE_ROOT" KDIR="$kdir" MO="$out" ARCH="$KARCH" CROSS_COMPILE="$CROSS" \
+	${CLIPPY:+CLIPPY=1} modules >"$out/build.log" 2>&1 ||
 	{ cat "$out/build.log" >&2; die "module build failed"; }
 if grep -E '^(warning|error)' "$out/build.log" >&2; then
 	die "the module build printed warnings (log: $out/build.log)"

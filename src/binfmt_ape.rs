@@ -19,6 +19,8 @@ use kernel::{c_str, page::PAGE_SIZE, prelude::*};
 pub mod ape;
 #[path = "../rust/kernel/binfmt.rs"]
 pub mod binfmt;
+#[path = "../rust/kernel/compat.rs"]
+mod compat;
 #[path = "../rust/kernel/sysctl.rs"]
 pub mod sysctl;
 
@@ -33,21 +35,26 @@ pub mod sysctl;
     unreachable_pub,
     unsafe_op_in_unsafe_fn,
     clippy::all,
+    clippy::as_underscore,
+    clippy::cast_lossless,
+    clippy::ptr_as_ptr,
+    clippy::ref_as_ptr,
     clippy::undocumented_unsafe_blocks
 )]
 mod bindings {
     use kernel::ffi;
-    include!("bindings_generated.rs");
+    // Generated in the build's output directory, which may not be the source directory.
+    include!(env!("APE_BINDINGS"));
     pub(crate) const BINPRM_BUF_SIZE: usize = RUST_CONST_HELPER_BINPRM_BUF_SIZE;
 }
 
 use binfmt::Binprm;
 use sysctl::Entry;
 
-module! {
+compat::module! {
     type: BinfmtApe,
     name: "binfmt_ape",
-    author: "binfmt_ape developers",
+    authors: ["binfmt_ape developers"],
     description: "Run Actually Portable Executables (APE) natively",
     license: "GPL",
 }
@@ -56,6 +63,8 @@ module! {
 const MACHINE: u16 = ape::EM_X86_64;
 #[cfg(target_arch = "aarch64")]
 const MACHINE: u16 = ape::EM_AARCH64;
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!("binfmt_ape supports x86_64 and arm64 only: APEs carry no ELF header for other CPUs");
 
 static ENABLED: AtomicI32 = AtomicI32::new(1);
 static HANDLED: AtomicUsize = AtomicUsize::new(0);
@@ -170,7 +179,7 @@ impl ape::Source for FileSource<'_> {
         // No file extends past `loff_t`'s range: such a table is beyond the end of the file,
         // not a read error (kernel_read would fail with EINVAL).
         let end = u64::try_from(len).ok().and_then(|l| pos.checked_add(l));
-        if !end.is_some_and(|e| i64::try_from(e).is_ok()) {
+        if end.and_then(|e| i64::try_from(e).ok()).is_none() {
             return Ok(None);
         }
         if self.buf.is_none() {

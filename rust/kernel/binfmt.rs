@@ -9,7 +9,6 @@ use core::{marker::PhantomData, ptr};
 use kernel::{
     error::Result,
     ffi::{c_int, c_void},
-    init::PinInit,
     prelude::*,
     str::CStr,
     types::Opaque,

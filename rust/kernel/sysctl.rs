@@ -5,14 +5,13 @@
 //!
 //! C header: [`include/linux/sysctl.h`](srctree/include/linux/sysctl.h)
 
-use crate::bindings;
+use crate::{bindings, compat};
 use core::{
     ptr,
     sync::atomic::{AtomicI32, AtomicUsize},
 };
 use kernel::{
     ffi::{c_int, c_void},
-    init::{self, PinInit},
     prelude::*,
     str::CStr,
     types::Opaque,
@@ -63,15 +62,20 @@ impl Entry {
 /// The C handlers read and write the entries' values with plain `int`/`unsigned long`
 /// accesses (`READ_ONCE`/`WRITE_ONCE` in the handlers), which Rust's atomics of the same size
 /// and layout tolerate.
+#[pin_data(PinnedDrop)]
+pub struct Registration<const N: usize> {
+    #[pin]
+    inner: Opaque<Registered<N>>,
+}
+
+/// What the kernel holds pointers into while the directory is registered.
 ///
 /// # Invariants
 ///
 /// `header` is the non-null result of registering `table`, which stays pinned and unmodified
-/// until `drop` unregisters it.
-#[pin_data(PinnedDrop)]
-pub struct Registration<const N: usize> {
-    #[pin]
-    table: Opaque<[bindings::ctl_table; N]>,
+/// until [`Registration`]'s `drop` unregisters it.
+struct Registered<const N: usize> {
+    table: [bindings::ctl_table; N],
     header: *mut bindings::ctl_table_header,
 }
 
@@ -82,48 +86,37 @@ unsafe impl<const N: usize> Send for Registration<N> {}
 unsafe impl<const N: usize> Sync for Registration<N> {}
 
 impl<const N: usize> Registration<N> {
-    /// Registers `entries` as the directory `path` (e.g. `c"fs/binfmt_ape"`).
+    /// Registers `entries` as the directory `path` (e.g. `c_str!("fs/binfmt_ape")`).
     pub fn new(path: &'static CStr, entries: [Entry; N]) -> impl PinInit<Self, Error> {
-        let init = move |slot: *mut Self| {
-            // SAFETY: `slot` is valid for writes; `table` is written in full before use.
-            let table = unsafe { Opaque::raw_get(ptr::addr_of!((*slot).table)) };
-            for (i, e) in entries.iter().enumerate() {
-                // SAFETY: `i < N`, so the element is within the array.
-                unsafe {
-                    table
-                        .cast::<bindings::ctl_table>()
-                        .add(i)
-                        .write(e.to_ctl_table())
+        try_pin_init!(Self {
+            inner <- compat::try_ffi_init(move |slot: *mut Registered<N>| {
+                // SAFETY: `slot` is valid for writes and pinned.
+                let table = unsafe { ptr::addr_of_mut!((*slot).table) };
+                // SAFETY: As above; the table is written in full before it is registered.
+                unsafe { table.write(entries.map(Entry::to_ctl_table)) };
+                // SAFETY: `path` is a NUL-terminated static string and `table` points to `N`
+                // initialised entries that stay pinned until `drop`.
+                let header = unsafe {
+                    bindings::register_sysctl_sz(path.as_char_ptr(), table.cast(), N)
                 };
-            }
-            // SAFETY: `path` is a NUL-terminated static string and `table` points to `N`
-            // initialised entries that stay pinned until `drop`.
-            let header = unsafe {
-                bindings::register_sysctl_sz(
-                    path.as_char_ptr(),
-                    table.cast::<bindings::ctl_table>(),
-                    N,
-                )
-            };
-            if header.is_null() {
-                return Err(ENOMEM);
-            }
-            // INVARIANT: `header` is non-null and `table` is registered.
-            // SAFETY: `slot` is valid for writes.
-            unsafe { ptr::addr_of_mut!((*slot).header).write(header) };
-            Ok(())
-        };
-        // SAFETY: On `Ok` every field is initialised; on `Err` nothing was registered and
-        // nothing needs dropping. The closure never moves `*slot`.
-        unsafe { init::pin_init_from_closure(init) }
+                if header.is_null() {
+                    return Err(ENOMEM);
+                }
+                // INVARIANT: `header` is non-null and `table` is registered.
+                // SAFETY: `slot` is valid for writes.
+                unsafe { ptr::addr_of_mut!((*slot).header).write(header) };
+                Ok(())
+            }),
+        })
     }
 }
 
 #[pinned_drop]
 impl<const N: usize> PinnedDrop for Registration<N> {
     fn drop(self: Pin<&mut Self>) {
-        // SAFETY: By the type invariant `header` came from `register_sysctl_sz`; this waits
-        // for users of the table to finish, so the table may be freed afterwards.
-        unsafe { bindings::unregister_sysctl_table(self.header) };
+        // SAFETY: `inner` was initialised by `new`, so by the invariant of `Registered`
+        // `header` came from `register_sysctl_sz`; this waits for users of the table to
+        // finish, so the table may be freed afterwards.
+        unsafe { bindings::unregister_sysctl_table((*self.inner.get()).header) };
     }
 }
