@@ -12,7 +12,7 @@ KDIR ?= /lib/modules/$(shell uname -r)/build
 FUZZ_SECONDS ?= 60
 export ARCHES VARIANT GUESTS FUZZ_SECONDS FUZZ_SANITIZER
 kbuild_args := $(if $(ARCH),ARCH=$(ARCH)) $(if $(CROSS_COMPILE),CROSS_COMPILE=$(CROSS_COMPILE)) \
-	$(if $(LLVM),LLVM=$(LLVM)) $(if $(CLIPPY),CLIPPY=$(CLIPPY))
+	$(if $(LLVM),LLVM=$(LLVM)) $(if $(CLIPPY),CLIPPY=$(CLIPPY)) $(if $(APE_BENCH),APE_BENCH=$(APE_BENCH))
 
 # MO=DIR puts everything the build generates in DIR, leaving the sources untouched. Kbuild
 # does that itself from 6.13 on; for older kernels the sources are copied into DIR first.

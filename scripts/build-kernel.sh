@@ -24,9 +24,12 @@ fetch_source() {
 	local deb
 	deb=$(ls "$dir"/"${pkg}"_*.deb 2>/dev/null | head -n1 || true)
 	if [ -z "$deb" ]; then
+		# The host's own suites first (bookworm-security has 6.12); newer series come from
+		# Debian's other suites through a private apt state.
 		log "downloading $pkg"
-		(cd "$dir" && apt-get download -qq "$pkg") ||
-			die "apt-get download $pkg failed (run scripts/setup.sh; is the package in your apt sources?)"
+		(cd "$dir" && apt-get download -qq "$pkg" 2>/dev/null) ||
+			(cd "$dir" && apt_private debian "$DEBIAN_SUITES" amd64 download -qq "$pkg") ||
+			die "$pkg is in none of: the host's apt sources, $DEBIAN_SUITES"
 		deb=$(ls "$dir"/"${pkg}"_*.deb | head -n1)
 	fi
 	local ver
@@ -56,16 +59,31 @@ configure() {
 	"${mk[@]}" olddefconfig >/dev/null
 	grep -qx 'CONFIG_RUST=y' "$out/.config" ||
 		die "CONFIG_RUST=y was dropped from $out/.config (Kconfig found Rust unavailable)"
-	local want missing=()
-	while IFS= read -r want; do
-		case "$want" in CONFIG_*=*) grep -qx "$want" "$out/.config" || missing+=("$want") ;; esac
+	# Each symbol as the last fragment sets it (a variant overrides its arch), then checked.
+	local line sym missing=()
+	local -A want=()
+	while IFS= read -r line; do
+		case "$line" in
+		CONFIG_*=*) want[${line%%=*}]=$line ;;
+		"# CONFIG_"*" is not set") sym=${line#\# }; want[${sym%% *}]=$line ;;
+		esac
 	done < <(cat "$cfg/base.config" "$cfg/$KARCH.config" "$cfg/variant-$VARIANT.config")
-	[ "${#missing[@]}" -eq 0 ] || log "warning: not in final .config: ${missing[*]}"
+	for sym in "${!want[@]}"; do
+		# Symbols a series does not have (7.x folded PROC_SYSCTL into SYSCTL) are not missing.
+		grep -rqx --include='Kconfig*' "config ${sym#CONFIG_}" "$SRC" || continue
+		case "${want[$sym]}" in
+		"#"*) grep -q "^$sym=" "$out/.config" && missing+=("${want[$sym]}") ;;
+		*) grep -qx "${want[$sym]}" "$out/.config" || missing+=("${want[$sym]}") ;;
+		esac
+	done
+	[ "${#missing[@]}" -eq 0 ] || log "warning: not as asked in the final .config: ${missing[*]}"
 }
 
 main() {
 	case "${1:-}" in -h|--help) usage; exit 0 ;; esac
 	arch_facts "$ARCH"
+	[ -e "$BINFMT_APE_ROOT/qemu/config/variant-$VARIANT.config" ] ||
+		die "no variant '$VARIANT' (qemu/config/variant-*.config)"
 	fetch_source
 	local key out
 	key=$(kernel_key "$SRCVER")

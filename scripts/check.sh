@@ -2,13 +2,27 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # `make check`: every test. Host side (decoder unit, differential and corpus tests, fixture
-# determinism, clippy, rustfmt, a fuzz smoke run), then the guest suite on each arch in
-# $ARCHES (default "x86_64 arm64"). Ends with one line: "N passed, N failed".
+# determinism, clippy, rustfmt, a fuzz smoke run), then the guest suite on every kernel of
+# the matrix: GUESTS, a list of KVER/ARCH[/VARIANT] (default: 6.12 and 7.3 on x86_64 and
+# arm64, and 7.3 on arm64 with 64K pages); KVER, ARCHES or VARIANT narrow it to their cross
+# product. Ends with one line: "N passed, N failed".
 set -euo pipefail
 LOG_TAG=check
+kvers=${KVER:-}
 . "$(dirname "$0")/lib.sh"
 
-case "${1:-}" in -h|--help) sed -n '3,6p' "$0"; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '3,8p' "$0"; exit 0 ;; esac
+
+DEFAULT_GUESTS="6.12/x86_64 6.12/arm64 7.3/x86_64 7.3/arm64 7.3/arm64/64k"
+if [ -z "${GUESTS:-}" ]; then
+	if [ -n "$kvers" ] || [ -n "${ARCHES:-}" ] || [ "$VARIANT" != default ]; then
+		for k in ${kvers:-6.12 7.3}; do
+			for a in ${ARCHES:-x86_64 arm64}; do GUESTS+=" $k/$a/$VARIANT"; done
+		done
+	else
+		GUESTS=$DEFAULT_GUESTS
+	fi
+fi
 
 passed=0 failed=0
 result() { # result NAME STATUS
@@ -71,17 +85,34 @@ log "fuzz smoke (${FUZZ_SECONDS:-60} s)"
 s=0; FUZZ_SECONDS=${FUZZ_SECONDS:-60} scripts/fuzz.sh || s=$?
 result "fuzz smoke: no crash, no differential mismatch" "$s"
 
-for arch in ${ARCHES:-x86_64 arm64}; do
-	log "guest suite on $arch (kernel $KVER, variant $VARIANT)"
+for guest in $GUESTS; do
+	IFS=/ read -r kver arch variant <<<"$guest"
+	variant=${variant:-default}
+	tag=$kver-$arch
+	[ "$variant" = default ] || tag+=-$variant
+	log "guest suite: Linux $kver on $arch, variant $variant"
 	s=0
-	glog=$(ARCH=$arch scripts/guest.sh check) || s=$?
+	glog=$(KVER=$kver ARCH=$arch VARIANT=$variant scripts/guest.sh check) || s=$?
 	if [ -z "$glog" ] || [ ! -e "$glog" ]; then
-		result "$arch guest: built and booted" 1
+		result "$tag guest: built and booted" 1
 		continue
 	fi
-	count_ktap "$glog" "$arch"
-	result "$arch guest: booted and exited cleanly" "$s"
+	count_ktap "$glog" "$tag"
+	result "$tag guest: booted and exited cleanly" "$s"
 done
+
+# A kernel without what the module needs gets one clear message, before anything compiles.
+# The kernel's configuration is loaded first, so a command-line override stands in for a
+# kernel built without the option.
+kdir=$(ls -d "$CACHE"/kernel/*-x86_64-default-*/ 2>/dev/null | head -n1)
+if [ -n "$kdir" ] && [ -e "$kdir/.done" ]; then
+	for need in CONFIG_BINFMT_ELF CONFIG_SYSCTL; do
+		s=0
+		out=$(make -s -C "$BINFMT_APE_ROOT" KDIR="$kdir" MO="$BUILD/module/without-$need" "$need=" modules 2>&1) && s=1
+		grep -q "binfmt_ape needs .*$need=y" <<<"$out" || { s=1; echo "$out" | tail -n 5; }
+		result "build without $need stops with a message naming it" "$s"
+	done
+fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
