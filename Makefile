@@ -6,6 +6,7 @@
 #   make modules_install | clean
 #   make demo [ARCH=arm64] [APE=file ARGS="..."]               run APEs in a QEMU guest
 #   make check                                                 every test, host and guests
+#   make bench [ARCH=x86_64|arm64] [KVER=...]                  exec latency: table, JSON, chart
 #   make fixtures | fuzz [FUZZ_SECONDS=N] | setup
 
 KDIR ?= /lib/modules/$(shell uname -r)/build
@@ -29,7 +30,7 @@ else
 kbuild := $(MAKE) -C $(KDIR) M=$(CURDIR) $(kbuild_args)
 endif
 
-.PHONY: all modules modules_install clean setup demo check fixtures fuzz test-host
+.PHONY: all modules modules_install clean setup demo check bench fixtures fuzz test-host
 
 all modules:
 	$(kbuild) modules
@@ -49,6 +50,10 @@ demo:
 
 check:
 	$(if $(KVER),KVER=$(KVER)) scripts/check.sh
+
+bench:
+	scripts/setup.sh
+	KVER=$(or $(KVER),6.12) $(if $(ARCH),ARCH=$(ARCH)) scripts/bench.sh
 
 fixtures:
 	scripts/fixtures.sh

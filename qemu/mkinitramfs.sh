@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Build a guest initramfs for ARCH: busybox, the test runner, binfmt_ape.ko, binfmt_misc.ko
-# (with modules.dep, for the module's request_module), the real APEs, the fixtures and the
-# corpus. Its init runs `ape-runner MODE...` and powers off.
+# Build a guest initramfs for ARCH: busybox, the test runner and the benchmark, binfmt_ape.ko,
+# binfmt_misc.ko (with modules.dep, for the module's request_module), the real APEs, the
+# fixtures and the corpus. Its init runs `ape-runner MODE...` (`ape-bench ARGS...` for MODE
+# bench) and powers off.
 #
 # Usage: mkinitramfs.sh OUT.cpio.gz KERNEL_BUILD_DIR MODULE.ko MODE [ARGS...]
 #   APE_FILE=path   also copy a user's APE to /ape/user/<name> (demo)
@@ -19,8 +20,10 @@ rarch=$(rust_arch "$ARCH")
 apes=$("$BINFMT_APE_ROOT"/scripts/fetch-apes.sh)
 fixtures=$BUILD/fixtures
 [ -e "$fixtures/SHA256SUMS" ] || die "no fixtures: run scripts/fixtures.sh"
-runner=$BINFMT_APE_ROOT/tests/target/$RUST_TARGET/release/ape-runner
-[ -x "$runner" ] || die "no guest runner: $runner"
+bins=$BINFMT_APE_ROOT/tests/target/$RUST_TARGET/release
+for b in ape-runner ape-bench; do
+	[ -x "$bins/$b" ] || die "no guest program: $bins/$b"
+done
 case $KARCH in
 x86_64) busybox=/bin/busybox ;;
 arm64) busybox=$CACHE/busybox-arm64/bin/busybox ;;
@@ -32,14 +35,16 @@ chmod 755 "$root" # mktemp makes it 0700; it becomes the guest's /
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,mnt,test,ape/real,ape/user,lib/modules}
 cp "$busybox" "$root/bin/busybox"
-for a in sh mount umount insmod rmmod lsmod modprobe dmesg reboot cat echo mkdir ls sleep cp chmod; do
+# The last six are what an APE's prologue uses when the shell runs it (make bench's fallback).
+for a in sh mount umount insmod rmmod lsmod modprobe dmesg reboot cat echo mkdir ls sleep cp chmod \
+	uname dd gzip mv rm; do
 	ln -s busybox "$root/bin/$a"
 done
 ln -s ../bin/busybox "$root/sbin/modprobe"
-cp "$runner" "$root/bin/ape-runner"
+cp "$bins/ape-runner" "$bins/ape-bench" "$root/bin/"
 cp "$fixtures/payload/$rarch/payload-exec" "$fixtures/payload/$rarch/payload-dyn" "$root/bin/"
 cp "$fixtures/payload/$rarch/payload-exec" "$root/bin/sentinel"
-cp -r "$fixtures/fix" "$fixtures/corpus" "$root/ape/"
+cp -r "$fixtures/fix" "$fixtures/corpus" "$fixtures/bench" "$root/ape/"
 cp "$apes/ent.com" "$apes/pledge" "$root/ape/real/"
 cp "$apes/$rarch/ent.elf" "$root/ape/real/ent.elf"
 head -c 65536 "$apes/ent.com" >"$root/ape/real/input"
@@ -61,8 +66,13 @@ fi
 	echo 'mount -t proc proc /proc; mount -t sysfs sysfs /sys'
 	echo 'mount -t devtmpfs dev /dev; mount -t tmpfs tmp /tmp'
 	echo 'echo "binfmt-ape-guest: start"'
-	printf '/bin/ape-runner'
-	printf ' %q' "$@"
+	if [ "$1" = bench ]; then
+		printf '/bin/ape-bench'
+		printf ' %q' "${@:2}"
+	else
+		printf '/bin/ape-runner'
+		printf ' %q' "$@"
+	fi
 	echo
 	echo 'echo "binfmt-ape-guest: exit $?"'
 	echo 'reboot -f'

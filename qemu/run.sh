@@ -6,6 +6,7 @@
 # panicking guest is a failure and its console is printed.
 #
 # Usage: run.sh KERNEL_IMAGE INITRAMFS LOG [TIMEOUT_SECONDS]
+#   (QEMU_EXTRA: more QEMU options; KERNEL_APPEND: more kernel command line)
 set -euo pipefail
 LOG_TAG=qemu
 . "$(dirname "$0")/../scripts/lib.sh"
@@ -15,9 +16,10 @@ image=$1 initrd=$2 log=$3 limit=${4:-600}
 arch_facts "$ARCH"
 command -v "${QEMU[0]}" >/dev/null || die "${QEMU[0]} not found (run scripts/setup.sh)"
 status=0
-timeout --foreground -k 5 "$limit" "${QEMU[@]}" -m 512 -smp 2 -nographic -no-reboot \
+# shellcheck disable=SC2086 # QEMU_EXTRA: extra options, split on spaces (e.g. -icount ...)
+timeout --foreground -k 5 "$limit" "${QEMU[@]}" ${QEMU_EXTRA:-} -m 512 -smp 2 -nographic -no-reboot \
 	-kernel "$image" -initrd "$initrd" \
-	-append "console=$CONSOLE panic=-1 oops=panic loglevel=4" </dev/null >"$log" 2>&1 || status=$?
+	-append "console=$CONSOLE panic=-1 oops=panic loglevel=4 ${KERNEL_APPEND:-}" </dev/null >"$log" 2>&1 || status=$?
 sed -i 's/\r$//' "$log"
 if [ "$status" = 124 ] || [ "$status" = 137 ]; then
 	log "guest timed out after ${limit}s; console:"

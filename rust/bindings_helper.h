@@ -7,6 +7,7 @@
 
 #include <linux/binfmts.h>
 #include <linux/fs.h>
+#include <linux/ktime.h>
 #include <linux/module.h>
 #include <linux/printk.h>
 #include <linux/sysctl.h>

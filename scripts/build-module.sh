@@ -8,14 +8,14 @@ set -euo pipefail
 LOG_TAG=module
 . "$(dirname "$0")/lib.sh"
 
-case "${1:-}" in -h|--help|"") echo "Usage: $0 KERNEL_BUILD_DIR   (ARCH=x86_64|arm64, CLIPPY=1)"; exit 0 ;; esac
+case "${1:-}" in -h|--help|"") echo "Usage: $0 KERNEL_BUILD_DIR   (ARCH=x86_64|arm64, CLIPPY=1, APE_BENCH=1 for make bench)"; exit 0 ;; esac
 kdir=$1
 arch_facts "$ARCH"
-out=$BUILD/module/$(basename "$kdir")
+out=$BUILD/module/$(basename "$kdir")${APE_BENCH:+-bench}
 mkdir -p "$out"
 log "building binfmt_ape.ko for $KARCH against $(basename "$kdir")"
 make -s -C "$BINFMT_APE_ROOT" KDIR="$kdir" MO="$out" ARCH="$KARCH" CROSS_COMPILE="$CROSS" \
-	${CLIPPY:+CLIPPY=1} modules >"$out/build.log" 2>&1 ||
+	${CLIPPY:+CLIPPY=1} ${APE_BENCH:+APE_BENCH=1} modules >"$out/build.log" 2>&1 ||
 	{ cat "$out/build.log" >&2; die "module build failed"; }
 if grep -E '^(warning|error)' "$out/build.log" >&2; then
 	die "the module build printed warnings (log: $out/build.log)"

@@ -101,6 +101,12 @@ for guest in $GUESTS; do
 	result "$tag guest: booted and exited cleanly" "$s"
 done
 
+# The benchmark is not pass/fail here, but a short run on one arch keeps it from rotting.
+log "benchmark smoke run (x86_64, Linux 6.12)"
+s=0; KVER=6.12 ARCH=x86_64 BENCH_SMOKE=1 scripts/bench.sh >"$BUILD/bench-smoke.log" 2>&1 || s=$?
+[ "$s" = 0 ] || tail -n 30 "$BUILD/bench-smoke.log"
+result "make bench: a smoke run reports every scenario" "$s"
+
 # A kernel without what the module needs gets one clear message, before anything compiles.
 # The kernel's configuration is loaded first, so a command-line override stands in for a
 # kernel built without the option.

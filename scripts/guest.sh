@@ -2,21 +2,24 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Everything for one guest run: kernel (cached), module, runner, fixtures, initramfs, boot.
-# Usage: guest.sh MODE [ARGS...]   (MODE: check | demo; KVER, ARCH, VARIANT, TIMEOUT, APE_FILE)
+# Usage: guest.sh MODE [ARGS...]   (MODE: check | demo | bench; KVER, ARCH, VARIANT, TIMEOUT,
+#        APE_FILE, QEMU_EXTRA; bench builds the module with APE_BENCH=1)
 # Leaves the console in build/guest-$KVER-$ARCH-$VARIANT-MODE.log and prints its path.
 set -euo pipefail
 LOG_TAG=guest
 . "$(dirname "$0")/lib.sh"
 
-[ $# -ge 1 ] || { sed -n '3,6p' "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n '3,7p' "$0"; exit 2; }
 mode=$1
 arch_facts "$ARCH"
 kdir=$("$BINFMT_APE_ROOT"/scripts/build-kernel.sh)
-ko=$(CLIPPY=1 "$BINFMT_APE_ROOT"/scripts/build-module.sh "$kdir")
+bench=
+[ "$mode" = bench ] && bench=1
+ko=$(CLIPPY=1 APE_BENCH=$bench "$BINFMT_APE_ROOT"/scripts/build-module.sh "$kdir")
 log "building the guest runner for $RUST_TARGET"
 CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc \
 	cargo build --quiet --release --manifest-path "$BINFMT_APE_ROOT/tests/Cargo.toml" \
-	-p guest --target "$RUST_TARGET"
+	-p guest --target "$RUST_TARGET" --bins
 "$BINFMT_APE_ROOT"/scripts/fixtures.sh
 name=$KVER-$KARCH-$VARIANT-$mode
 mkdir -p "$BUILD"

@@ -17,6 +17,8 @@ use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering::Relaxed};
 use kernel::{c_str, page::PAGE_SIZE, prelude::*};
 
 pub mod ape;
+#[cfg(ape_bench)]
+mod bench;
 #[path = "../rust/kernel/binfmt.rs"]
 pub mod binfmt;
 #[path = "../rust/kernel/compat.rs"]
@@ -74,7 +76,12 @@ static DECLINED_NO_MACHINE: AtomicUsize = AtomicUsize::new(0);
 static DECLINED_INVALID: AtomicUsize = AtomicUsize::new(0);
 static READ_ERRORS: AtomicUsize = AtomicUsize::new(0);
 
-const SYSCTL_ENTRIES: [Entry; 7] = [
+#[cfg(not(ape_bench))]
+const SYSCTL_ENTRIES: [Entry; 7] = ENTRIES;
+#[cfg(ape_bench)]
+const SYSCTL_ENTRIES: [Entry; 10] = bench::entries(ENTRIES);
+
+const ENTRIES: [Entry; 7] = [
     Entry::Switch(c_str!("enabled"), &ENABLED),
     Entry::Counter(c_str!("handled"), &HANDLED),
     Entry::Counter(c_str!("declined_debug"), &DECLINED_DEBUG),
@@ -92,6 +99,8 @@ impl binfmt::Binfmt for Ape {
         let Some(magic) = ape::Magic::of(bprm.buf()) else {
             return Err(ENOEXEC);
         };
+        #[cfg(ape_bench)]
+        let _timer = bench::Timer::start();
         if ENABLED.load(Relaxed) == 0 {
             return Err(ENOEXEC);
         }
@@ -163,6 +172,8 @@ fn read_full(bprm: &Binprm, pos: u64, buf: &mut [u8]) -> Result<usize> {
             n => done = done.checked_add(n).ok_or(EIO)?,
         }
     }
+    #[cfg(ape_bench)]
+    bench::BYTES_READ.fetch_add(done, Relaxed);
     Ok(done)
 }
 

@@ -75,6 +75,31 @@ fn main() {
     }
     std::fs::write(fix.join("MANIFEST.tsv"), manifest).expect("manifest");
 
+    // Benchmark inputs: the decoder's worst case, a window full of decoy statements (each
+    // a whole ELF header for no CPU, so each is decoded in full) with the real ones last,
+    // the final quote at byte 8188 (the last place a closing quote is still read).
+    let bench = out.join("bench");
+    let _ = std::fs::remove_dir_all(&bench);
+    std::fs::create_dir_all(&bench).expect("mkdir");
+    let mut worst = mkape::Ape::new(Magic::Mz, &[xe.clone(), ae.clone()]);
+    let mut decoy = worst.images[0].ehdr;
+    decoy[18..20].copy_from_slice(&0u16.to_le_bytes());
+    let decoy = mkape::printf_statement(&decoy);
+    let real: usize = worst.statements.iter().map(Vec::len).sum();
+    let head = Magic::Mz.bytes().len() + 3 + worst.script.len();
+    let room = apekit::ape::WINDOW - 2 - head - real;
+    let mut script = worst.script.clone();
+    for _ in 0..room / decoy.len() {
+        script.push_str(std::str::from_utf8(&decoy).expect("ASCII"));
+    }
+    // Pad with a comment line to put the last statement's newline at byte 8189.
+    let pad = apekit::ape::WINDOW - 2 - head - real - (script.len() - worst.script.len());
+    script.push_str(&format!("#{}\n", "-".repeat(pad.saturating_sub(2))));
+    worst.script = script;
+    let bytes = worst.render();
+    assert_eq!(&bytes[8188..8190], b"'\n", "worst-window layout");
+    write(&bench, "worst-window", &bytes);
+
     let cases = corpus::cases(&xe, &ae);
     for c in &cases {
         write(&cor, c.name, &c.bytes);

@@ -1,0 +1,388 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! binfmt_ape's guest benchmark: times `posix_spawn` (vfork + execve) + `waitpid` round trips
+//! of the same programs started different ways, and prints one JSON line for the host
+//! (`scripts/bench.sh`) to tabulate and chart.
+//!
+//! `ape-bench [ITERATIONS]` (default 1000 per scenario). The machine goes through three
+//! states, each a phase, and the phases repeat in rounds so drift spreads evenly over them:
+//!
+//! - `module`: binfmt_ape loaded (a bench build, which also reports its own time and the bytes
+//!   it read per APE exec through `/proc/sys/fs/binfmt_ape/bench_*`);
+//! - `misc`: binfmt_ape unloaded, binfmt_misc running APEs with cosmopolitan's own loader,
+//!   extracted by a first shell run of `ent.com` (we write no loader of our own);
+//! - `shell`: no handler at all: the shell's ENOEXEC fallback runs the APE's prologue.
+//!
+//! Inside a phase the scenarios are interleaved, one exec of each in turn, after a warm-up.
+//! Guest layout as for `ape-runner` (qemu/mkinitramfs.sh), plus /ape/bench/worst-window.ape.
+
+use std::ffi::CString;
+use std::fs;
+use std::process::Command;
+
+const MODULE: &str = "/lib/modules/binfmt_ape.ko";
+const SYSCTL: &str = "/proc/sys/fs/binfmt_ape";
+const MISC: &str = "/proc/sys/fs/binfmt_misc";
+const LOADER: &str = "/tmp/.ape-1.10";
+const FAT: &str = "/ape/fix/exec-mz-xa.ape";
+const NATIVE: &str = "/bin/payload-exec";
+const ENT_COM: &str = "/ape/real/ent.com";
+const ENT_ELF: &str = "/ape/real/ent.elf";
+const SCRIPT: &str = "/test/hello.sh";
+const WARMUP: usize = 20;
+const ROUNDS: usize = 4;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Module,
+    Misc,
+    Shell,
+}
+
+struct Scenario {
+    name: &'static str,
+    phase: Phase,
+    path: String,
+    argv: Vec<String>,
+    samples: Vec<u64>,
+    module_ns: u64,
+    module_calls: u64,
+    bytes_read: u64,
+}
+
+fn scenario(name: &'static str, phase: Phase, path: &str, args: &[&str]) -> Scenario {
+    let mut argv = vec![path.to_string()];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    Scenario {
+        name,
+        phase,
+        path: path.into(),
+        argv,
+        samples: Vec::new(),
+        module_ns: 0,
+        module_calls: 0,
+        bytes_read: 0,
+    }
+}
+
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is valid for writes.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
+/// Spawns `path` (vfork + execve, stdio on /dev/null), waits, and returns the round trip in
+/// ns; `Err` says how the run went wrong.
+fn time_exec(path: &str, argv: &[String]) -> Result<u64, String> {
+    let c_path = CString::new(path).map_err(|e| e.to_string())?;
+    let c_argv: Vec<CString> = argv
+        .iter()
+        .map(|a| CString::new(a.as_str()).unwrap_or_default())
+        .collect();
+    let mut p_argv: Vec<*mut libc::c_char> = c_argv.iter().map(|c| c.as_ptr().cast_mut()).collect();
+    p_argv.push(std::ptr::null_mut());
+    let env: Vec<CString> = ["PATH=/bin:/sbin", "HOME=/tmp", "TMPDIR=/tmp"]
+        .iter()
+        .map(|e| CString::new(*e).unwrap_or_default())
+        .collect();
+    let mut p_env: Vec<*mut libc::c_char> = env.iter().map(|c| c.as_ptr().cast_mut()).collect();
+    p_env.push(std::ptr::null_mut());
+    let null = c"/dev/null";
+    let mut pid = 0;
+    // SAFETY: Every pointer handed to posix_spawn points to a live, NUL-terminated string or
+    // a NULL-terminated array of them; the file actions are initialised and destroyed here.
+    let (rc, t0) = unsafe {
+        let mut fa: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+        libc::posix_spawn_file_actions_init(&mut fa);
+        for fd in 0..3 {
+            let mode = if fd == 0 {
+                libc::O_RDONLY
+            } else {
+                libc::O_WRONLY
+            };
+            libc::posix_spawn_file_actions_addopen(&mut fa, fd, null.as_ptr(), mode, 0);
+        }
+        let t0 = now_ns();
+        let rc = libc::posix_spawn(
+            &mut pid,
+            c_path.as_ptr(),
+            &fa,
+            std::ptr::null(),
+            p_argv.as_ptr(),
+            p_env.as_ptr(),
+        );
+        libc::posix_spawn_file_actions_destroy(&mut fa);
+        (rc, t0)
+    };
+    if rc != 0 {
+        return Err(format!("posix_spawn {path}: errno {rc}"));
+    }
+    let mut status = 0;
+    // SAFETY: `status` is valid for writes.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let dt = now_ns() - t0;
+    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+        Ok(dt)
+    } else {
+        Err(format!("{path}: wait status {status:#x}"))
+    }
+}
+
+fn sh(cmd: &str, args: &[&str]) -> Result<(), String> {
+    let o = Command::new(cmd)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{cmd}: {e}"))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{cmd} {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ))
+    }
+}
+
+/// The bench build's counters (module time in ns, calls, bytes read), if this is one.
+fn module_counters() -> Option<(u64, u64, u64)> {
+    let get = |n: &str| -> Option<u64> {
+        fs::read_to_string(format!("{SYSCTL}/{n}"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    Some((
+        get("bench_ns")?,
+        get("bench_calls")?,
+        get("bench_bytes_read")?,
+    ))
+}
+
+/// Machine state for a phase: module loaded or not, binfmt_misc's APE rule on or off.
+fn enter(phase: Phase) -> Result<(), String> {
+    let loaded = fs::read_to_string("/proc/modules")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("binfmt_ape "));
+    match (phase, loaded) {
+        (Phase::Module, false) => sh("insmod", &[MODULE])?,
+        (Phase::Misc | Phase::Shell, true) => sh("rmmod", &["binfmt_ape"])?,
+        _ => {}
+    }
+    let rule = if phase == Phase::Misc { "1" } else { "0" };
+    fs::write(format!("{MISC}/APE"), rule).map_err(|e| format!("{MISC}/APE: {e}"))
+}
+
+fn run_phase(scenarios: &mut [Scenario], phase: Phase, iterations: usize) -> Result<(), String> {
+    enter(phase)?;
+    let idx: Vec<usize> = (0..scenarios.len())
+        .filter(|&i| scenarios[i].phase == phase)
+        .collect();
+    for _ in 0..WARMUP / ROUNDS + 1 {
+        for &i in &idx {
+            time_exec(&scenarios[i].path, &scenarios[i].argv)?;
+        }
+    }
+    for _ in 0..iterations {
+        for &i in &idx {
+            let s = &mut scenarios[i];
+            let before = module_counters();
+            let dt = time_exec(&s.path, &s.argv).map_err(|e| format!("{}: {e}", s.name))?;
+            if let (Some(a), Some(b)) = (before, module_counters()) {
+                s.module_ns += b.0 - a.0;
+                s.module_calls += b.1 - a.1;
+                s.bytes_read += b.2 - a.2;
+            }
+            s.samples.push(dt);
+        }
+    }
+    Ok(())
+}
+
+/// Per-exec round trips of `workers` concurrent loops of `n` execs of `path` each.
+fn concurrent(path: &str, workers: usize, n: usize) -> Vec<u64> {
+    let argv = vec![path.to_string()];
+    let mut pipes = Vec::new();
+    for _ in 0..workers {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` is valid for two ints.
+        unsafe { libc::pipe(fds.as_mut_ptr()) };
+        // SAFETY: The benchmark is single-threaded; the child only runs the loop and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let mut out = Vec::with_capacity(n * 8);
+            for _ in 0..n {
+                out.extend_from_slice(&time_exec(path, &argv).unwrap_or(0).to_le_bytes());
+            }
+            // SAFETY: Writing our own buffer to our own pipe, then leaving.
+            unsafe {
+                libc::write(fds[1], out.as_ptr().cast(), out.len());
+                libc::_exit(0);
+            }
+        }
+        // SAFETY: Closing the parent's copy of the write end.
+        unsafe { libc::close(fds[1]) };
+        pipes.push((pid, fds[0]));
+    }
+    let mut samples = Vec::new();
+    for (pid, fd) in pipes {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            // SAFETY: `chunk` is valid for writes of its length.
+            let r = unsafe { libc::read(fd, chunk.as_mut_ptr().cast(), chunk.len()) };
+            let Ok(r) = usize::try_from(r) else { break };
+            if r == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..r]);
+        }
+        // SAFETY: Our descriptor and our child.
+        unsafe {
+            libc::close(fd);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+        samples.extend(
+            buf.chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+                .filter(|&v| v != 0),
+        );
+    }
+    samples
+}
+
+fn percentile(sorted: &[u64], p: usize) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[(sorted.len() - 1) * p / 100]
+}
+
+fn stats_json(name: &str, samples: &[u64], extra: &str) -> String {
+    let mut s = samples.to_vec();
+    s.sort_unstable();
+    let mean = if s.is_empty() {
+        0
+    } else {
+        s.iter().sum::<u64>() / s.len() as u64
+    };
+    format!(
+        "{{\"name\":\"{name}\",\"n\":{},\"median_ns\":{},\"p90_ns\":{},\"p99_ns\":{},\"mean_ns\":{mean}{extra}}}",
+        s.len(),
+        percentile(&s, 50),
+        percentile(&s, 90),
+        percentile(&s, 99)
+    )
+}
+
+/// Copies of the fat fixture padded (sparse) to `size` bytes.
+fn padded(size: u64, name: &str) -> Result<String, String> {
+    let p = format!("/tmp/{name}.ape");
+    fs::copy(FAT, &p).map_err(|e| format!("{p}: {e}"))?;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .and_then(|f| f.set_len(size))
+        .map_err(|e| format!("{p}: {e}"))?;
+    Ok(p)
+}
+
+fn setup() -> Result<(), String> {
+    // The module loads binfmt_misc (its init asks for it); mount it and add the loader rule.
+    sh("insmod", &[MODULE])?;
+    sh("mount", &["-t", "binfmt_misc", "none", MISC])?;
+    sh("rmmod", &["binfmt_ape"])?;
+    // A first run through the shell extracts cosmopolitan's loader to $TMPDIR/.ape-1.10.
+    time_exec("/bin/sh", &["sh".into(), "-c".into(), ENT_COM.into()])?;
+    if fs::metadata(LOADER).is_err() {
+        return Err(format!("the shell run of {ENT_COM} left no {LOADER}"));
+    }
+    fs::write(
+        format!("{MISC}/register"),
+        format!(":APE:M::MZqFpD::{LOADER}:"),
+    )
+    .map_err(|e| format!("register: {e}"))
+}
+
+fn bench(iterations: usize) -> Result<String, String> {
+    setup()?;
+    let pad_1m = padded(1 << 20, "pad-1m")?;
+    let pad_64m = padded(64 << 20, "pad-64m")?;
+    let pad_4g = padded(4 << 30, "pad-4g")?;
+    let script = SCRIPT;
+    let mut sc = vec![
+        scenario("native", Phase::Module, NATIVE, &[]),
+        scenario("ape", Phase::Module, FAT, &[]),
+        scenario("ent.elf", Phase::Module, ENT_ELF, &[]),
+        scenario("ent.com", Phase::Module, ENT_COM, &[]),
+        scenario("script", Phase::Module, script, &[]),
+        scenario("ape-1m", Phase::Module, &pad_1m, &[]),
+        scenario("ape-64m", Phase::Module, &pad_64m, &[]),
+        scenario("ape-4g", Phase::Module, &pad_4g, &[]),
+        scenario(
+            "ape-worst-window",
+            Phase::Module,
+            "/ape/bench/worst-window.ape",
+            &[],
+        ),
+        scenario("native-no-module", Phase::Misc, NATIVE, &[]),
+        scenario("script-no-module", Phase::Misc, script, &[]),
+        scenario("ape-misc-loader", Phase::Misc, FAT, &[]),
+        scenario("ent.com-misc-loader", Phase::Misc, ENT_COM, &[]),
+        scenario("ent.com-shell", Phase::Shell, "/bin/sh", &["-c", ENT_COM]),
+    ];
+    // The shell fallback is slow: fewer of those keep the run short, the median stable.
+    let per_round = iterations.div_ceil(ROUNDS);
+    for _ in 0..ROUNDS {
+        run_phase(&mut sc, Phase::Module, per_round)?;
+        run_phase(&mut sc, Phase::Misc, per_round)?;
+        run_phase(&mut sc, Phase::Shell, per_round.div_ceil(4))?;
+    }
+    enter(Phase::Module)?;
+    let n = iterations.div_ceil(2).max(10);
+    let one = concurrent(FAT, 1, n);
+    let two = concurrent(FAT, 2, n);
+    let mut rows: Vec<String> = sc
+        .iter()
+        .map(|s| {
+            let per_call = |v: u64| v.checked_div(s.module_calls);
+            let extra = match (per_call(s.module_ns), per_call(s.bytes_read)) {
+                (Some(ns), Some(bytes)) => format!(",\"module_ns\":{ns},\"bytes_read\":{bytes}"),
+                _ => String::new(),
+            };
+            stats_json(s.name, &s.samples, &extra)
+        })
+        .collect();
+    rows.push(stats_json("ape-1-loop", &one, ""));
+    rows.push(stats_json("ape-2-loops", &two, ""));
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Ok(format!(
+        "{{\"arch\":\"{}\",\"kernel\":\"{}\",\"page_size\":{page},\"iterations\":{iterations},\"rounds\":{ROUNDS},\"scenarios\":[{}]}}",
+        std::env::consts::ARCH,
+        kernel.trim(),
+        rows.join(",")
+    ))
+}
+
+fn main() {
+    let iterations = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1000);
+    match bench(iterations) {
+        Ok(json) => {
+            println!("BENCH-JSON: {json}");
+        }
+        Err(e) => {
+            println!("ape-bench: {e}");
+            std::process::exit(1);
+        }
+    }
+}
