@@ -16,7 +16,7 @@ kbuild_args := $(if $(ARCH),ARCH=$(ARCH)) $(if $(CROSS_COMPILE),CROSS_COMPILE=$(
 	$(if $(LLVM),LLVM=$(LLVM)) $(if $(CLIPPY),CLIPPY=$(CLIPPY)) $(if $(APE_BENCH),APE_BENCH=$(APE_BENCH))
 
 # MO=DIR puts everything the build generates in DIR, leaving the sources untouched. Kbuild
-# does that itself from 6.13 on; for older kernels the sources are copied into DIR first.
+# does that itself from 6.13 on; for older kernels DIR gets a fresh copy of the sources first.
 ifdef MO
 mo := $(abspath $(MO))
 kbuild_has_mo := $(shell grep -qs KBUILD_EXTMOD_OUTPUT $(KDIR)/Makefile \
@@ -24,7 +24,11 @@ kbuild_has_mo := $(shell grep -qs KBUILD_EXTMOD_OUTPUT $(KDIR)/Makefile \
 ifeq ($(kbuild_has_mo),y)
 kbuild := $(MAKE) -C $(KDIR) M=$(CURDIR) MO=$(mo) $(kbuild_args)
 else
-kbuild := mkdir -p $(mo) && cp -R Kbuild src rust $(mo)/ && $(MAKE) -C $(KDIR) M=$(mo) $(kbuild_args)
+# Only into a new or empty directory, or one this did before (it replaces the copy).
+kbuild := { [ ! -e $(mo) ] || [ -e $(mo)/.binfmt-ape-copy ] || [ -z "$$(ls -A $(mo))" ] || \
+	{ echo "MO=$(mo) is neither empty nor an earlier output directory" >&2; exit 1; }; } && \
+	rm -rf $(mo)/Kbuild $(mo)/src $(mo)/rust && mkdir -p $(mo) && touch $(mo)/.binfmt-ape-copy && \
+	cp -R Kbuild src rust $(mo)/ && $(MAKE) -C $(KDIR) M=$(mo) $(kbuild_args)
 endif
 else
 kbuild := $(MAKE) -C $(KDIR) M=$(CURDIR) $(kbuild_args)

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Header that bindgen turns into binfmt_ape's bindings, against the target
- * kernel's own headers and C flags (see src/Kbuild). Only what the wrappers in
+ * kernel's own headers and C flags (see Kbuild). Only what the wrappers in
  * rust/kernel/ need is allowlisted there.
  */
 
@@ -11,6 +11,8 @@
 #include <linux/module.h>
 #include <linux/printk.h>
 #include <linux/sysctl.h>
+
+#include "helpers.h"
 
 /* Constants bindgen cannot see through macros. */
 const size_t RUST_CONST_HELPER_BINPRM_BUF_SIZE = BINPRM_BUF_SIZE;

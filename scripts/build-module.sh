@@ -12,12 +12,13 @@ case "${1:-}" in -h|--help|"") echo "Usage: $0 KERNEL_BUILD_DIR   (ARCH=x86_64|a
 kdir=$1
 arch_facts "$ARCH"
 out=$BUILD/module/$(basename "$kdir")${APE_BENCH:+-bench}
-mkdir -p "$out"
+log=$out.log
+mkdir -p "$BUILD/module"
 log "building binfmt_ape.ko for $KARCH against $(basename "$kdir")"
 make -s -C "$BINFMT_APE_ROOT" KDIR="$kdir" MO="$out" ARCH="$KARCH" CROSS_COMPILE="$CROSS" \
-	${CLIPPY:+CLIPPY=1} ${APE_BENCH:+APE_BENCH=1} modules >"$out/build.log" 2>&1 ||
-	{ cat "$out/build.log" >&2; die "module build failed"; }
-if grep -E '^(warning|error)' "$out/build.log" >&2; then
-	die "the module build printed warnings (log: $out/build.log)"
+	${CLIPPY:+CLIPPY=1} ${APE_BENCH:+APE_BENCH=1} modules >"$log" 2>&1 ||
+	{ cat "$log" >&2; die "module build failed"; }
+if grep -E '^(warning|error)' "$log" >&2; then
+	die "the module build printed warnings (log: $log)"
 fi
-echo "$out/src/binfmt_ape.ko"
+echo "$out/binfmt_ape.ko"

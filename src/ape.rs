@@ -70,6 +70,8 @@ pub const PHDR_SIZE: usize = 56;
 pub const MAX_PHDR_TABLE: usize = 1024;
 
 const PRINTF: &[u8; 8] = b"printf '";
+/// Where the quote of [`PRINTF`] is.
+const PRINTF_QUOTE: usize = 7;
 const PT_LOAD: u32 = 1;
 const PT_DYNAMIC: u32 = 2;
 const PT_INTERP: u32 = 3;
@@ -356,6 +358,56 @@ impl Statements<'_> {
         }
         (n, out, pos)
     }
+
+    /// The offset of the next `printf '` at or after `from`.
+    ///
+    /// Every exec of an APE scans its prologue, so this looks at eight bytes at a time for the
+    /// statement's quote (the rarest of its bytes in a shell script) and compares the seven
+    /// bytes before a quote only where one is found.
+    fn find_printf(&self, from: usize) -> Option<usize> {
+        const QUOTES: u64 = u64::from_le_bytes([b'\''; 8]);
+        const LOW: u64 = u64::from_le_bytes([0x01; 8]);
+        const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+        let w = self.window;
+        let head = u64::from_le_bytes(*PRINTF.first_chunk::<8>()?);
+        // The statement starting at `s` has its quote at `s + 7`.
+        let quote_at = |q: usize| -> Option<usize> {
+            let s = q.checked_sub(PRINTF_QUOTE)?;
+            let word = u64::from_le_bytes(*w.get(s..)?.first_chunk::<8>()?);
+            (s >= from && word == head).then_some(s)
+        };
+        let start = from.checked_add(PRINTF_QUOTE)?;
+        let mut chunks = w.get(start..)?.chunks_exact(8);
+        let mut q = start;
+        for chunk in chunks.by_ref() {
+            // A zero byte of `x` marks a quote (the classic SWAR test: exact for the lowest
+            // zero byte, and every candidate is checked below anyway).
+            let x = u64::from_le_bytes(*chunk.first_chunk::<8>()?) ^ QUOTES;
+            let mut hits = x.wrapping_sub(LOW) & !x & HIGH;
+            while hits != 0 {
+                let byte = usize::try_from(hits.trailing_zeros() / 8).ok()?;
+                let at = q.checked_add(byte)?;
+                if w.get(at) == Some(&b'\'') {
+                    if let Some(s) = quote_at(at) {
+                        return Some(s);
+                    }
+                }
+                hits &= hits.wrapping_sub(1);
+            }
+            // Within the window, so this cannot wrap.
+            q = q.wrapping_add(8);
+        }
+        // The last few bytes, one at a time.
+        while let Some(&c) = w.get(q) {
+            if c == b'\'' {
+                if let Some(s) = quote_at(q) {
+                    return Some(s);
+                }
+            }
+            q = q.checked_add(1)?;
+        }
+        None
+    }
 }
 
 impl Iterator for Statements<'_> {
@@ -363,10 +415,7 @@ impl Iterator for Statements<'_> {
 
     fn next(&mut self) -> Option<Statement> {
         loop {
-            let w = self.window;
-            let rest = w.get(self.pos..)?;
-            let at = rest.windows(PRINTF.len()).position(|s| s == PRINTF)?;
-            let offset = self.pos.saturating_add(at);
+            let offset = self.find_printf(self.pos)?;
             let (n, bytes, stop) = self.decode(offset.saturating_add(PRINTF.len()));
             self.pos = stop.saturating_add(1);
             if n >= EHDR_SIZE && bytes.starts_with(b"\x7fELF") {
@@ -450,12 +499,36 @@ pub fn select<S: Source>(
     page_size: u64,
     src: &mut S,
 ) -> Result<Result<Selected, Error>, S::Error> {
+    // A complete window always yields a verdict.
+    Ok(select_prefix(window, true, machine, page_size, src)?.unwrap_or(Err(Error::NoPrintf)))
+}
+
+/// As [`select`], from the first bytes of the window only, when `complete` is false: the
+/// verdict if those bytes decide it (the verdict [`select`] gives for the whole window), or
+/// `None` when it may depend on bytes past them. Real APEs spell their headers in the first
+/// page, so the caller can usually decide without reading the rest.
+///
+/// A header decoded inside the prefix has the same 64 bytes in any longer window (decoding
+/// keeps a backslash and three digits in view, so a cut never changes an escape that was
+/// read), and the scan up to it saw the same bytes; so a header chosen or refused there is
+/// final. Running out of statements in the prefix is not.
+pub fn select_prefix<S: Source>(
+    window: &[u8],
+    complete: bool,
+    machine: u16,
+    page_size: u64,
+    src: &mut S,
+) -> Result<Option<Result<Selected, Error>>, S::Error> {
+    if !complete && window.len() < PRINTF.len() {
+        return Ok(None);
+    }
     match Magic::of(window) {
-        None => return Ok(Err(Error::NotApe)),
-        Some(Magic::Debug) => return Ok(Err(Error::DebugMagic)),
+        None => return Ok(Some(Err(Error::NotApe))),
+        Some(Magic::Debug) => return Ok(Some(Err(Error::DebugMagic))),
         Some(Magic::Mz | Magic::Jartsr) => {}
     }
     let window = window.get(..WINDOW).unwrap_or(window);
+    let complete = complete || window.len() == WINDOW;
     let mut verdict = Error::NoPrintf;
     for (index, statement) in statements(window).enumerate() {
         let ehdr = &statement.ehdr;
@@ -469,7 +542,7 @@ pub fn select<S: Source>(
                 verdict = Error::Invalid(f);
                 continue;
             }
-            Err(f) => return Ok(Err(Error::Invalid(f))),
+            Err(f) => return Ok(Some(Err(Error::Invalid(f)))),
         }
         let (off, len) = (ehdr.e_phoff(), ehdr.phdr_table_len());
         let in_window = usize::try_from(off)
@@ -484,10 +557,10 @@ pub fn select<S: Source>(
             continue;
         };
         match check_phdrs(ehdr, table, page_size) {
-            Ok(()) => return Ok(Ok(Selected { index, statement })),
+            Ok(()) => return Ok(Some(Ok(Selected { index, statement }))),
             Err(f) if f.skips() => verdict = Error::Invalid(f),
-            Err(f) => return Ok(Err(Error::Invalid(f))),
+            Err(f) => return Ok(Some(Err(Error::Invalid(f)))),
         }
     }
-    Ok(Err(verdict))
+    Ok(complete.then_some(Err(verdict)))
 }

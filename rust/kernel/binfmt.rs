@@ -60,6 +60,40 @@ impl Binprm {
         unsafe { CStr::from_char_ptr((*self.0.get()).filename) }
     }
 
+    /// The size of the file.
+    pub fn size(&self) -> u64 {
+        // SAFETY: By the type invariant `file` is a valid open file.
+        let size = unsafe { bindings::binfmt_ape_i_size((*self.0.get()).file) };
+        u64::try_from(size).unwrap_or(0)
+    }
+
+    /// The file's bytes from `pos` to the end of the page-cache folio that holds them (or to
+    /// the end of the file), mapped without a copy, if the page cache has them up to date.
+    /// `None` means the caller should read the file with [`Binprm::read_at`] instead.
+    ///
+    /// While one is alive, later ones must be dropped first (`kmap_local` nesting).
+    pub fn cached(&self, pos: u64) -> Option<Cached<'_>> {
+        let in_file = self.size().checked_sub(pos).filter(|&n| n > 0)?;
+        let pos = i64::try_from(pos).ok()?;
+        let (mut len, mut folio) = (0usize, ptr::null_mut());
+        // SAFETY: By the type invariant `file` is a valid open file; `len` and `folio` are
+        // valid for writes.
+        let addr = unsafe {
+            bindings::binfmt_ape_map_cached((*self.0.get()).file, pos, &mut len, &mut folio)
+        };
+        if addr.is_null() {
+            return None;
+        }
+        // INVARIANT: `binfmt_ape_map_cached` mapped `len` bytes at `addr` with a reference on
+        // `folio`; of those, the first `min(len, in_file)` lie within the file.
+        Some(Cached {
+            addr: addr.cast(),
+            len: usize::try_from(in_file).map_or(len, |n| n.min(len)),
+            folio,
+            _bprm: PhantomData,
+        })
+    }
+
     /// Reads from the file at offset `pos` into `buf`; returns the number of bytes read, which
     /// is less than `buf.len()` only at end of file or on a short read.
     pub fn read_at(&self, pos: u64, buf: &mut [u8]) -> Result<usize> {
@@ -78,6 +112,39 @@ impl Binprm {
             return Err(c_int::try_from(ret).map_or(EIO, Error::from_errno));
         }
         usize::try_from(ret).map_err(|_| EIO)
+    }
+}
+
+/// Bytes of an executable's page cache, mapped for reading until dropped.
+///
+/// # Invariants
+///
+/// `addr` is the address `binfmt_ape_map_cached` returned with a reference on `folio`, and
+/// `len` bytes from it are mapped and lie within the file, until `drop` undoes the mapping.
+pub struct Cached<'a> {
+    addr: *const u8,
+    len: usize,
+    folio: *mut bindings::folio,
+    _bprm: PhantomData<&'a Binprm>,
+}
+
+impl core::ops::Deref for Cached<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: By the type invariant `len` bytes at `addr` are mapped until `drop`, within
+        // the file. `do_open_execat()` denied write access to the file before any
+        // `load_binary` (`exe_file_deny_write_access()`), so no `write()` or shared writable
+        // mapping changes these up-to-date page-cache bytes meanwhile.
+        unsafe { core::slice::from_raw_parts(self.addr, self.len) }
+    }
+}
+
+impl Drop for Cached<'_> {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant `addr` and `folio` came from `binfmt_ape_map_cached`
+        // and are unmapped and released once, here.
+        unsafe { bindings::binfmt_ape_unmap_cached(self.addr.cast(), self.folio) };
     }
 }
 

@@ -3,8 +3,9 @@
 //! Test payload for binfmt_ape: a freestanding static program that prints one line proving
 //! what ran, then exits with a chosen status.
 //!
-//! `payload [--exit N] [ARGS...]` prints
-//! `payload: arch=A type=T argc=N argv=[...] execfn=P secure=S exe=E` and exits with N (0).
+//! `payload [--exit N] [--wait] [ARGS...]` prints
+//! `payload: arch=A type=T argc=N argv=[...] execfn=P secure=S exe=E` and exits with N (0),
+//! after its stdin ends with `--wait`.
 //! It uses raw system calls and no relocations, so the same code links as ET_EXEC and as a
 //! static PIE (ET_DYN) whose dynamic section can be dropped (see mkape's `prepare`).
 
@@ -34,6 +35,7 @@ global_asm!(
 
 #[cfg(target_arch = "x86_64")]
 mod sys {
+    pub const READ: usize = 0;
     pub const WRITE: usize = 1;
     pub const READLINKAT: usize = 267;
     pub const EXIT_GROUP: usize = 231;
@@ -59,6 +61,7 @@ mod sys {
 
 #[cfg(target_arch = "aarch64")]
 mod sys {
+    pub const READ: usize = 63;
     pub const WRITE: usize = 64;
     pub const READLINKAT: usize = 78;
     pub const EXIT_GROUP: usize = 94;
@@ -181,7 +184,7 @@ unsafe extern "C" fn payload_main(sp: *const usize) -> ! {
     line.put(b" argc=");
     line.num(argc);
     line.put(b" argv=[");
-    let mut status = 0;
+    let (mut status, mut wait) = (0, false);
     for i in 0..argc {
         let a = unsafe { cstr(*argv.add(i)) };
         if i > 0 {
@@ -191,6 +194,7 @@ unsafe extern "C" fn payload_main(sp: *const usize) -> ! {
         if a == b"--exit" && i + 1 < argc {
             status = parse(unsafe { cstr(*argv.add(i + 1)) });
         }
+        wait |= a == b"--wait";
     }
     line.put(b"] execfn=");
     line.put(unsafe { cstr(execfn) });
@@ -214,6 +218,11 @@ unsafe extern "C" fn payload_main(sp: *const usize) -> ! {
     }
     line.put(b"\n");
     unsafe { sys::call3(sys::WRITE, 1, line.buf.as_ptr() as usize, line.len) };
+    // `--wait`: stay alive until stdin ends, so a test can look at /proc/PID.
+    if wait {
+        let mut byte = 0u8;
+        while unsafe { sys::call3(sys::READ, 0, &mut byte as *mut u8 as usize, 1) } > 0 {}
+    }
     unsafe { sys::call3(sys::EXIT_GROUP, status, 0, 0) };
     loop {}
 }

@@ -30,3 +30,20 @@ pub fn select(file: &[u8], machine: u16, page_size: u64) -> Result<ape::Selected
         Err(never) => match never {},
     }
 }
+
+/// Runs the decoder on the first `n` bytes of the window only, as the kernel module does
+/// when the first page-cache page is all it has mapped: `None` when they do not decide.
+pub fn select_prefix(
+    file: &[u8],
+    n: usize,
+    machine: u16,
+    page_size: u64,
+) -> Option<Result<ape::Selected, ape::Error>> {
+    let window = &file[..file.len().min(ape::WINDOW)];
+    let prefix = &window[..n.min(window.len())];
+    let complete = prefix.len() == window.len();
+    match ape::select_prefix(prefix, complete, machine, page_size, &mut Slice(file)) {
+        Ok(v) => v,
+        Err(never) => match never {},
+    }
+}

@@ -100,6 +100,33 @@ fn agree(f: &[u8], what: &str) {
             let want = apekit::reference::select(f, m, page).result;
             assert_eq!(got, want, "{what}: machine {m}, page {page}");
         }
+        prefix_agrees(f, m, what);
+    }
+}
+
+/// A verdict from the first bytes of the window alone (the kernel's first page) is the
+/// verdict of the whole window, and a complete prefix always has one.
+fn prefix_agrees(f: &[u8], m: u16, what: &str) {
+    let full = apekit::select(f, m, PAGE);
+    let window = f.len().min(apekit::ape::WINDOW);
+    // The first page, a few cuts that fall inside statements, and the whole window.
+    for n in [
+        4096,
+        7,
+        256,
+        700,
+        1000,
+        1300,
+        window.saturating_sub(1),
+        window,
+    ] {
+        match apekit::select_prefix(f, n, m, PAGE) {
+            Some(v) => assert_eq!(v, full, "{what}: machine {m}, first {n} bytes"),
+            None => assert!(
+                n < window,
+                "{what}: machine {m}: no verdict from the whole window"
+            ),
+        }
     }
 }
 

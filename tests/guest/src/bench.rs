@@ -42,12 +42,15 @@ enum Phase {
 struct Scenario {
     name: &'static str,
     phase: Phase,
+    /// Whether the file is an APE (the module's own time is measured for those).
+    ape: bool,
     path: String,
     argv: Vec<String>,
     samples: Vec<u64>,
     module_ns: u64,
     module_calls: u64,
     bytes_read: u64,
+    decode_ns: u64,
 }
 
 fn scenario(name: &'static str, phase: Phase, path: &str, args: &[&str]) -> Scenario {
@@ -56,12 +59,14 @@ fn scenario(name: &'static str, phase: Phase, path: &str, args: &[&str]) -> Scen
     Scenario {
         name,
         phase,
+        ape: path.ends_with(".ape") || path.ends_with(".com"),
         path: path.into(),
         argv,
         samples: Vec::new(),
         module_ns: 0,
         module_calls: 0,
         bytes_read: 0,
+        decode_ns: 0,
     }
 }
 
@@ -147,8 +152,9 @@ fn sh(cmd: &str, args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// The bench build's counters (module time in ns, calls, bytes read), if this is one.
-fn module_counters() -> Option<(u64, u64, u64)> {
+/// The bench build's counters (module time in ns, calls, bytes read, decoder time in ns), if
+/// this is one.
+fn module_counters() -> Option<(u64, u64, u64, u64)> {
     let get = |n: &str| -> Option<u64> {
         fs::read_to_string(format!("{SYSCTL}/{n}"))
             .ok()?
@@ -160,6 +166,7 @@ fn module_counters() -> Option<(u64, u64, u64)> {
         get("bench_ns")?,
         get("bench_calls")?,
         get("bench_bytes_read")?,
+        get("bench_decode_ns")?,
     ))
 }
 
@@ -191,12 +198,15 @@ fn run_phase(scenarios: &mut [Scenario], phase: Phase, iterations: usize) -> Res
     for _ in 0..iterations {
         for &i in &idx {
             let s = &mut scenarios[i];
-            let before = module_counters();
+            // Only APEs reach the module's timed path; the counters cost reads of their own.
+            let timed = phase == Phase::Module && s.ape;
+            let before = timed.then(module_counters).flatten();
             let dt = time_exec(&s.path, &s.argv).map_err(|e| format!("{}: {e}", s.name))?;
-            if let (Some(a), Some(b)) = (before, module_counters()) {
+            if let (Some(a), Some(b)) = (before, timed.then(module_counters).flatten()) {
                 s.module_ns += b.0 - a.0;
                 s.module_calls += b.1 - a.1;
                 s.bytes_read += b.2 - a.2;
+                s.decode_ns += b.3 - a.3;
             }
             s.samples.push(dt);
         }
@@ -351,8 +361,14 @@ fn bench(iterations: usize) -> Result<String, String> {
         .iter()
         .map(|s| {
             let per_call = |v: u64| v.checked_div(s.module_calls);
-            let extra = match (per_call(s.module_ns), per_call(s.bytes_read)) {
-                (Some(ns), Some(bytes)) => format!(",\"module_ns\":{ns},\"bytes_read\":{bytes}"),
+            let extra = match (
+                per_call(s.module_ns),
+                per_call(s.bytes_read),
+                per_call(s.decode_ns),
+            ) {
+                (Some(ns), Some(bytes), Some(decode)) => {
+                    format!(",\"module_ns\":{ns},\"bytes_read\":{bytes},\"decode_ns\":{decode}")
+                }
                 _ => String::new(),
             };
             stats_json(s.name, &s.samples, &extra)

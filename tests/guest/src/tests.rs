@@ -209,10 +209,12 @@ fn refused(path: &str) -> Check {
     )
 }
 
-/// A running APE's /proc/PID/exe and executable mappings name the APE itself.
-fn proc_exe_and_maps(path: &str) -> Check {
-    let child = spawn(path, &[path], Stdin::Pipe)
-        .map_err(|e| format!("execve: {}", exec::errno_name(e)))?;
+/// A running APE's /proc/PID/exe and executable mappings name the APE itself. `args` keep it
+/// running until its stdin (a pipe) closes.
+fn proc_exe_and_maps(path: &str, args: &[&str]) -> Check {
+    let argv: Vec<&str> = std::iter::once(path).chain(args.iter().copied()).collect();
+    let child =
+        spawn(path, &argv, Stdin::Pipe).map_err(|e| format!("execve: {}", exec::errno_name(e)))?;
     let mapped = exec_mappings(child.pid, path);
     let exe = fs::read_link(format!("/proc/{}/exe", child.pid)).map(|p| p.display().to_string());
     let r = child.finish();
@@ -311,7 +313,7 @@ fn plan() -> Vec<Test> {
             Ok(())
         }));
         v.push(t("ent.proc_exe_and_maps_name_the_ape", || {
-            proc_exe_and_maps(ENT_COM)
+            proc_exe_and_maps(ENT_COM, &[])
         }));
         v.push(t("pledge.runs", || {
             let r = run(PLEDGE, &[PLEDGE, "-h"], Stdin::Null);
@@ -329,7 +331,7 @@ fn plan() -> Vec<Test> {
             declined_align(PLEDGE)
         }));
         v.push(t("fixture.proc_exe_and_maps_name_the_ape", || {
-            proc_exe_and_maps(FAT)
+            proc_exe_and_maps(FAT, &["--wait"])
         }));
     }
     for c in fix.iter().chain(corpus.iter()).cloned() {

@@ -5,11 +5,11 @@
 //!
 //! binfmt_ape sits at the head of the kernel's list of binary formats (see
 //! [`include/linux/binfmts.h`](srctree/include/linux/binfmts.h)). For a file that starts with
-//! an APE magic it reads the first 8 KiB, decodes the `printf` statement for this CPU
-//! ([`ape`]), copies the 64-byte header over `bprm->buf` and returns `-ENOEXEC`, so that
-//! binfmt_elf, further down the list, maps the ELF image the header describes. Anything else
-//! gets `-ENOEXEC` with `bprm->buf` untouched, so later handlers (binfmt_misc, which we keep
-//! behind us) and the shell fallback still see the original file.
+//! an APE magic it decodes the `printf` statement for this CPU ([`ape`]) from the first 8 KiB,
+//! looked at in the page cache, copies the 64-byte header over `bprm->buf` and returns
+//! `-ENOEXEC`, so that binfmt_elf, further down the list, maps the ELF image the header
+//! describes. Anything else gets `-ENOEXEC` with `bprm->buf` untouched, so later handlers
+//! (binfmt_misc, which we keep behind us) and the shell fallback still see the original file.
 //!
 //! `/proc/sys/fs/binfmt_ape/` holds `enabled` (0 or 1) and the counters below.
 
@@ -66,7 +66,9 @@ const MACHINE: u16 = ape::EM_X86_64;
 #[cfg(target_arch = "aarch64")]
 const MACHINE: u16 = ape::EM_AARCH64;
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-compile_error!("binfmt_ape supports x86_64 and arm64 only: APEs carry no ELF header for other CPUs");
+compile_error!(
+    "binfmt_ape supports x86_64 and arm64 only: APEs carry no ELF header for other CPUs"
+);
 
 static ENABLED: AtomicI32 = AtomicI32::new(1);
 static HANDLED: AtomicUsize = AtomicUsize::new(0);
@@ -79,7 +81,7 @@ static READ_ERRORS: AtomicUsize = AtomicUsize::new(0);
 #[cfg(not(ape_bench))]
 const SYSCTL_ENTRIES: [Entry; 7] = ENTRIES;
 #[cfg(ape_bench)]
-const SYSCTL_ENTRIES: [Entry; 10] = bench::entries(ENTRIES);
+const SYSCTL_ENTRIES: [Entry; 11] = bench::entries(ENTRIES);
 
 const ENTRIES: [Entry; 7] = [
     Entry::Switch(c_str!("enabled"), &ENABLED),
@@ -128,14 +130,38 @@ impl binfmt::Binfmt for Ape {
     }
 }
 
-/// Reads the header window and selects this CPU's header. The outer error is a failed read.
+/// Finds this CPU's header. The outer error is a failed read.
+///
+/// The window is looked at where it lies, in the page cache: real APEs spell their headers in
+/// the first page, which `execve` has just read, so that usually decides without a copy or an
+/// allocation. Otherwise the whole window is read into a buffer.
 fn select(bprm: &Binprm) -> Result<core::result::Result<ape::Selected, ape::Error>> {
-    let mut window = KVec::from_elem(0u8, ape::WINDOW, GFP_KERNEL)?;
+    let page_size = u64::try_from(PAGE_SIZE).map_err(|_| EINVAL)?;
+    let want = usize::try_from(bprm.size()).map_or(ape::WINDOW, |n| n.min(ape::WINDOW));
+    if let Some(head) = bprm.cached(0) {
+        let prefix = head.get(..want).unwrap_or(&head);
+        let complete = prefix.len() == want;
+        // `src` maps program headers after `head`, and is dropped before it.
+        let mut src = FileSource::new(bprm);
+        let verdict =
+            decoding(|| ape::select_prefix(prefix, complete, MACHINE, page_size, &mut src));
+        if let Some(verdict) = verdict? {
+            return Ok(verdict);
+        }
+    }
+    let mut window = KVVec::from_elem(0u8, want, GFP_KERNEL)?;
     let n = read_full(bprm, 0, &mut window)?;
     let window = window.get(..n).ok_or(EIO)?;
-    let page_size = u64::try_from(PAGE_SIZE).map_err(|_| EINVAL)?;
-    let mut src = FileSource { bprm, buf: None };
-    ape::select(window, MACHINE, page_size, &mut src)
+    decoding(|| ape::select(window, MACHINE, page_size, &mut FileSource::new(bprm)))
+}
+
+/// Runs the decoder; bench builds time it.
+#[inline(always)]
+fn decoding<T>(f: impl FnOnce() -> T) -> T {
+    #[cfg(ape_bench)]
+    return bench::decoding(f);
+    #[cfg(not(ape_bench))]
+    f()
 }
 
 /// Counts a refusal and says why, rate-limited. Only files with an APE magic get here.
@@ -177,10 +203,23 @@ fn read_full(bprm: &Binprm, pos: u64, buf: &mut [u8]) -> Result<usize> {
     Ok(done)
 }
 
-/// Program header tables that lie past the window, read into a buffer allocated on first use.
+/// Program header tables that lie past the window: mapped in the page cache when it has them
+/// (it does after the file's first run, since binfmt_elf reads them too), else read into a
+/// buffer allocated on first use.
 struct FileSource<'a> {
     bprm: &'a Binprm,
+    page: Option<binfmt::Cached<'a>>,
     buf: Option<KVec<u8>>,
+}
+
+impl<'a> FileSource<'a> {
+    fn new(bprm: &'a Binprm) -> Self {
+        Self {
+            bprm,
+            page: None,
+            buf: None,
+        }
+    }
 }
 
 impl ape::Source for FileSource<'_> {
@@ -192,6 +231,12 @@ impl ape::Source for FileSource<'_> {
         let end = u64::try_from(len).ok().and_then(|l| pos.checked_add(l));
         if end.and_then(|e| i64::try_from(e).ok()).is_none() {
             return Ok(None);
+        }
+        // Unmap the last table before mapping the next (`kmap_local` nesting).
+        self.page = None;
+        self.page = self.bprm.cached(pos).filter(|p| p.len() >= len);
+        if self.page.is_some() {
+            return Ok(self.page.as_deref().and_then(|p| p.get(..len)));
         }
         if self.buf.is_none() {
             self.buf = Some(KVec::from_elem(0u8, ape::MAX_PHDR_TABLE, GFP_KERNEL)?);

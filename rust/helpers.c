@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * C helpers for binfmt_ape's Rust code (see helpers.h). Going through the kernel's own
+ * inline functions also keeps the module out of the page-cache API's churn: the same calls
+ * build against every supported series.
+ */
+
+#include <linux/err.h>
+#include <linux/fs.h>
+#include <linux/highmem.h>
+#include <linux/pagemap.h>
+
+#include "helpers.h"
+
+loff_t binfmt_ape_i_size(struct file *file)
+{
+	return i_size_read(file_inode(file));
+}
+
+/*
+ * Maps the byte at @pos of @file, if the page cache holds it up to date, for reading without
+ * a copy: returns its address, and in @len the bytes mapped from there (to the end of its
+ * folio, or of its page with highmem). Returns NULL when it is not cached (also for DAX and
+ * for overlayfs, whose own mappings hold no folios): the caller reads the file instead.
+ * Undo with binfmt_ape_unmap_cached(), in reverse order of mapping.
+ */
+const void *binfmt_ape_map_cached(struct file *file, loff_t pos, size_t *len,
+				  struct folio **foliop)
+{
+	struct folio *folio;
+	size_t off;
+
+	if (pos < 0)
+		return NULL;
+	folio = filemap_get_folio(file->f_mapping, pos >> PAGE_SHIFT);
+	if (IS_ERR(folio))
+		return NULL;
+	if (!folio_test_uptodate(folio)) {
+		folio_put(folio);
+		return NULL;
+	}
+	off = offset_in_folio(folio, pos);
+	*len = folio_size(folio) - off;
+	if (folio_test_highmem(folio))
+		*len = min(*len, PAGE_SIZE - offset_in_page(pos));
+	*foliop = folio;
+	return kmap_local_folio(folio, off);
+}
+
+void binfmt_ape_unmap_cached(const void *addr, struct folio *folio)
+{
+	kunmap_local(addr);
+	folio_put(folio);
+}

@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * C helpers for binfmt_ape's Rust code: what the kernel offers only as static inline
+ * functions, which Rust cannot call, wrapped in real functions local to this module (the
+ * way the kernel's rust/helpers/ does for its own crate).
+ */
+#ifndef BINFMT_APE_HELPERS_H
+#define BINFMT_APE_HELPERS_H
+
+#include <linux/types.h>
+
+struct file;
+struct folio;
+
+loff_t binfmt_ape_i_size(struct file *file);
+const void *binfmt_ape_map_cached(struct file *file, loff_t pos, size_t *len,
+				  struct folio **foliop);
+void binfmt_ape_unmap_cached(const void *addr, struct folio *folio);
+
+#endif
