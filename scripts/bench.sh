@@ -8,14 +8,16 @@
 # host load) and on the wall clock. Writes build/bench/bench-ARCH.json, a table
 # (build/bench/bench.md) and a chart (build/bench/bench.svg, matplotlib).
 #   BENCH_ITERATIONS  execs per scenario (default 1000)
-#   BENCH_SMOKE=1     a short run that checks the benchmark still works (make check)
+#   BENCH_CLOCKS      which runs (default "icount wall")
+#   BENCH_SMOKE=1     a short icount run that checks the benchmark still works (make check)
 set -euo pipefail
 LOG_TAG=bench
 . "$(dirname "$0")/lib.sh"
 
-case "${1:-}" in -h|--help) sed -n '3,12p' "$0"; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '3,13p' "$0"; exit 0 ;; esac
 iterations=${BENCH_ITERATIONS:-1000}
-[ -n "${BENCH_SMOKE:-}" ] && iterations=8
+clocks=${BENCH_CLOCKS:-icount wall}
+[ -n "${BENCH_SMOKE:-}" ] && iterations=8 clocks=icount
 out=$BUILD/bench
 mkdir -p "$out"
 
@@ -37,7 +39,8 @@ run_guest() {
 
 files=()
 for arch in ${ARCH:-${ARCHES:-x86_64 arm64}}; do
-	files+=("$(run_guest "$arch" icount)")
-	[ -n "${BENCH_SMOKE:-}" ] || files+=("$(run_guest "$arch" wall)")
+	for clock in $clocks; do
+		files+=("$(run_guest "$arch" "$clock")")
+	done
 done
 /usr/bin/python3 "$BINFMT_APE_ROOT"/scripts/bench-report.py ${BENCH_SMOKE:+--smoke} --out "$out" "${files[@]}"

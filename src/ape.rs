@@ -208,27 +208,21 @@ impl Error {
 }
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
-    let mut v = [0u8; 2];
-    if let Some(s) = b.get(at..at.saturating_add(2)) {
-        v.copy_from_slice(s);
-    }
-    u16::from_le_bytes(v)
+    b.get(at..)
+        .and_then(<[u8]>::first_chunk)
+        .map_or(0, |c| u16::from_le_bytes(*c))
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut v = [0u8; 4];
-    if let Some(s) = b.get(at..at.saturating_add(4)) {
-        v.copy_from_slice(s);
-    }
-    u32::from_le_bytes(v)
+    b.get(at..)
+        .and_then(<[u8]>::first_chunk)
+        .map_or(0, |c| u32::from_le_bytes(*c))
 }
 
 fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut v = [0u8; 8];
-    if let Some(s) = b.get(at..at.saturating_add(8)) {
-        v.copy_from_slice(s);
-    }
-    u64::from_le_bytes(v)
+    b.get(at..)
+        .and_then(<[u8]>::first_chunk)
+        .map_or(0, |c| u64::from_le_bytes(*c))
 }
 
 /// A decoded 64-byte ELF header.
@@ -328,33 +322,42 @@ impl Statements<'_> {
         let w = self.window;
         let mut out = [0u8; EHDR_SIZE];
         let mut n = 0usize;
-        // Keep four bytes in view: a backslash and up to three digits.
-        while pos.saturating_add(3) < w.len() {
-            let Some(&c) = w.get(pos) else { break };
-            pos = pos.saturating_add(1);
+        // Keep four bytes in view: a byte, and if it is a backslash, up to three digits.
+        let end = w.len().saturating_sub(3);
+        while pos < end {
+            let Some(&[c, d1, d2, d3]) = w.get(pos..).and_then(<[u8]>::first_chunk::<4>) else {
+                break;
+            };
+            // `pos < end` here and below, so the increments cannot wrap.
+            pos = pos.wrapping_add(1);
             if c == b'\'' {
                 break;
             }
-            let mut v = u32::from(c);
+            let mut v = c;
             if c == b'\\' {
-                let mut octal = None;
-                for _ in 0..3 {
-                    let Some(&d @ b'0'..=b'7') = w.get(pos) else {
-                        break;
-                    };
-                    let acc = octal.unwrap_or(0u32);
-                    octal = Some(
-                        acc.wrapping_mul(8)
-                            .wrapping_add(u32::from(d.wrapping_sub(b'0'))),
-                    );
-                    pos = pos.saturating_add(1);
+                // Up to three octal digits, kept modulo 256 as loader.c's `char` keeps them.
+                let (o1, o2, o3) = (
+                    d1.wrapping_sub(b'0'),
+                    d2.wrapping_sub(b'0'),
+                    d3.wrapping_sub(b'0'),
+                );
+                if o1 < 8 {
+                    v = o1;
+                    pos = pos.wrapping_add(1);
+                    if o2 < 8 {
+                        v = v.wrapping_shl(3) | o2;
+                        pos = pos.wrapping_add(1);
+                        if o3 < 8 {
+                            v = v.wrapping_shl(3) | o3;
+                            pos = pos.wrapping_add(1);
+                        }
+                    }
                 }
-                v = octal.unwrap_or(v);
             }
             if let Some(slot) = out.get_mut(n) {
-                *slot = v.to_le_bytes()[0];
+                *slot = v;
             }
-            n = n.saturating_add(1);
+            n = n.wrapping_add(1);
         }
         (n, out, pos)
     }

@@ -13,11 +13,9 @@ use kernel::c_str;
 pub(crate) static BYTES_READ: AtomicUsize = AtomicUsize::new(0);
 static NS: AtomicUsize = AtomicUsize::new(0);
 static CALLS: AtomicUsize = AtomicUsize::new(0);
-static DECODE_NS: AtomicUsize = AtomicUsize::new(0);
 
-/// The production entries followed by `bench_ns`, `bench_calls`, `bench_bytes_read` and
-/// `bench_decode_ns` (the part of `bench_ns` spent in the decoder).
-pub(crate) const fn entries(base: [Entry; 7]) -> [Entry; 11] {
+/// The production entries followed by `bench_ns`, `bench_calls` and `bench_bytes_read`.
+pub(crate) const fn entries(base: [Entry; 7]) -> [Entry; 10] {
     let [a, b, c, d, e, f, g] = base;
     [
         a,
@@ -30,16 +28,7 @@ pub(crate) const fn entries(base: [Entry; 7]) -> [Entry; 11] {
         Entry::Counter(c_str!("bench_ns"), &NS),
         Entry::Counter(c_str!("bench_calls"), &CALLS),
         Entry::Counter(c_str!("bench_bytes_read"), &BYTES_READ),
-        Entry::Counter(c_str!("bench_decode_ns"), &DECODE_NS),
     ]
-}
-
-/// Runs `f`, adding its time to `bench_decode_ns`.
-pub(crate) fn decoding<T>(f: impl FnOnce() -> T) -> T {
-    let t0 = now();
-    let v = f();
-    DECODE_NS.fetch_add(now().wrapping_sub(t0), Relaxed);
-    v
 }
 
 fn now() -> usize {

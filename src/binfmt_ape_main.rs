@@ -81,7 +81,7 @@ static READ_ERRORS: AtomicUsize = AtomicUsize::new(0);
 #[cfg(not(ape_bench))]
 const SYSCTL_ENTRIES: [Entry; 7] = ENTRIES;
 #[cfg(ape_bench)]
-const SYSCTL_ENTRIES: [Entry; 11] = bench::entries(ENTRIES);
+const SYSCTL_ENTRIES: [Entry; 10] = bench::entries(ENTRIES);
 
 const ENTRIES: [Entry; 7] = [
     Entry::Switch(c_str!("enabled"), &ENABLED),
@@ -143,25 +143,14 @@ fn select(bprm: &Binprm) -> Result<core::result::Result<ape::Selected, ape::Erro
         let complete = prefix.len() == want;
         // `src` maps program headers after `head`, and is dropped before it.
         let mut src = FileSource::new(bprm);
-        let verdict =
-            decoding(|| ape::select_prefix(prefix, complete, MACHINE, page_size, &mut src));
-        if let Some(verdict) = verdict? {
+        if let Some(verdict) = ape::select_prefix(prefix, complete, MACHINE, page_size, &mut src)? {
             return Ok(verdict);
         }
     }
     let mut window = KVVec::from_elem(0u8, want, GFP_KERNEL)?;
     let n = read_full(bprm, 0, &mut window)?;
     let window = window.get(..n).ok_or(EIO)?;
-    decoding(|| ape::select(window, MACHINE, page_size, &mut FileSource::new(bprm)))
-}
-
-/// Runs the decoder; bench builds time it.
-#[inline(always)]
-fn decoding<T>(f: impl FnOnce() -> T) -> T {
-    #[cfg(ape_bench)]
-    return bench::decoding(f);
-    #[cfg(not(ape_bench))]
-    f()
+    ape::select(window, MACHINE, page_size, &mut FileSource::new(bprm))
 }
 
 /// Counts a refusal and says why, rate-limited. Only files with an APE magic get here.
