@@ -97,7 +97,7 @@ def target_table(runs):
             v = r["by_name"][num]["median_ns"] / r["by_name"][den]["median_ns"]
             met = v <= target if cmp == "<=" else v >= target
             met_all &= met
-            cells.append(f"{v:.3f} {'✓' if met else '✗'}")
+            cells.append(f"{v:.4f} {'✓' if met else '✗'}")
         sign = "≤" if cmp == "<=" else "≥"
         lines.append(f"| {name} | {sign} {target} | " + " | ".join(cells) + " |")
     return "\n".join(lines), met_all
