@@ -8,9 +8,26 @@
 #include <linux/err.h>
 #include <linux/fs.h>
 #include <linux/highmem.h>
+#include <linux/module.h>
 #include <linux/pagemap.h>
+#include <linux/ratelimit.h>
 
 #include "helpers.h"
+
+/*
+ * binfmt_misc puts itself at the head of the list of formats when it registers. modprobe
+ * loading it before us keeps us ahead of it (the module's init asks for it too, for insmod).
+ */
+MODULE_SOFTDEP("pre: binfmt_misc");
+
+/* binfmt_ape's own log budget: a loop of bad APEs mutes only binfmt_ape's messages. */
+static DEFINE_RATELIMIT_STATE(binfmt_ape_log_rs, DEFAULT_RATELIMIT_INTERVAL,
+			      DEFAULT_RATELIMIT_BURST);
+
+bool binfmt_ape_log_ratelimit(void)
+{
+	return __ratelimit(&binfmt_ape_log_rs);
+}
 
 loff_t binfmt_ape_i_size(struct file *file)
 {

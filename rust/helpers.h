@@ -16,5 +16,6 @@ loff_t binfmt_ape_i_size(struct file *file);
 const void *binfmt_ape_map_cached(struct file *file, loff_t pos, size_t *len,
 				  struct folio **foliop);
 void binfmt_ape_unmap_cached(const void *addr, struct folio *folio);
+bool binfmt_ape_log_ratelimit(void);
 
 #endif

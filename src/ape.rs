@@ -70,6 +70,7 @@ pub const PHDR_SIZE: usize = 56;
 pub const MAX_PHDR_TABLE: usize = 1024;
 
 const PRINTF: &[u8; 8] = b"printf '";
+const ELFMAG: &[u8; 4] = b"\x7fELF";
 /// Where the quote of [`PRINTF`] is.
 const PRINTF_QUOTE: usize = 7;
 const PT_LOAD: u32 = 1;
@@ -302,6 +303,30 @@ pub struct Statement {
     pub ehdr: Ehdr,
 }
 
+/// A statement body decoded so far.
+#[derive(Clone, Copy)]
+struct Decoded {
+    /// Bytes decoded (counting past the 64 kept).
+    n: usize,
+    /// The first 64 of them.
+    out: [u8; EHDR_SIZE],
+    /// Where decoding goes on in the window.
+    pos: usize,
+    /// Whether the statement ended: its quote was read, or the window ran out.
+    ended: bool,
+}
+
+impl Decoded {
+    fn at(pos: usize) -> Self {
+        Self {
+            n: 0,
+            out: [0; EHDR_SIZE],
+            pos,
+            ended: false,
+        }
+    }
+}
+
 /// Iterator over the header statements of a window, in file order.
 #[derive(Clone, Debug)]
 pub struct Statements<'a> {
@@ -316,18 +341,37 @@ pub fn statements(window: &[u8]) -> Statements<'_> {
 }
 
 impl Statements<'_> {
-    /// Decodes the statement body starting at `pos`; returns the decoded length, the first 64
-    /// bytes, and the position where decoding stopped.
-    fn decode(&self, mut pos: usize) -> (usize, [u8; EHDR_SIZE], usize) {
+    /// Decodes on from `d` until `d.n` reaches `want`, the closing quote is read (then
+    /// `d.pos` is one past it) or the window runs out.
+    fn decode(&self, d: &mut Decoded, want: usize) {
+        if d.ended {
+            return;
+        }
         let w = self.window;
-        let mut out = [0u8; EHDR_SIZE];
-        let mut n = 0usize;
+        let (mut n, mut pos) = (d.n, d.pos);
         // Keep four bytes in view: a byte, and if it is a backslash, up to three digits.
         let end = w.len().saturating_sub(3);
+        let mut ended = true;
         while pos < end {
+            if n >= want {
+                ended = false;
+                break;
+            }
             let Some(&[c, d1, d2, d3]) = w.get(pos..).and_then(<[u8]>::first_chunk::<4>) else {
                 break;
             };
+            // The common case first: a backslash and three octal digits.
+            let x = u32::from_le_bytes([c, d1, d2, d3]);
+            if x & 0xf8f8_f8ff == 0x3030_305c {
+                let v = ((d1 & 7) << 6) | ((d2 & 7) << 3) | (d3 & 7);
+                if let Some(slot) = d.out.get_mut(n) {
+                    *slot = v;
+                }
+                n = n.wrapping_add(1);
+                // `pos < end`, so this cannot wrap.
+                pos = pos.wrapping_add(4);
+                continue;
+            }
             // `pos < end` here and below, so the increments cannot wrap.
             pos = pos.wrapping_add(1);
             if c == b'\'' {
@@ -354,34 +398,65 @@ impl Statements<'_> {
                     }
                 }
             }
-            if let Some(slot) = out.get_mut(n) {
+            if let Some(slot) = d.out.get_mut(n) {
                 *slot = v;
             }
             n = n.wrapping_add(1);
         }
-        (n, out, pos)
+        (d.n, d.pos, d.ended) = (n, pos, ended);
+    }
+
+    /// Whether the statement body at `body`, whose magic was seen, decodes to a whole header.
+    fn is_header(&self, body: usize) -> bool {
+        let mut d = Decoded::at(body);
+        self.decode(&mut d, EHDR_SIZE);
+        d.n >= EHDR_SIZE
+    }
+
+    /// Where decoding from `pos` on would stop, without decoding: one past the first quote.
+    ///
+    /// An escape consumes only octal digits, never a quote, so decoding reaches the first
+    /// quote at or after `pos` if it lies before the last three bytes of the window; past
+    /// that, or with no quote, this decodes to find out.
+    fn finish(&self, pos: usize) -> usize {
+        let end = self.window.len().saturating_sub(3);
+        match self.find_quote(pos) {
+            Some(q) if q < end => q.saturating_add(1),
+            _ => {
+                let mut d = Decoded::at(pos);
+                self.decode(&mut d, usize::MAX);
+                d.pos
+            }
+        }
     }
 
     /// The offset of the next `printf '` at or after `from`.
+    fn find_printf(&self, from: usize) -> Option<usize> {
+        let head = u64::from_le_bytes(*PRINTF.first_chunk::<8>()?);
+        // The statement starting at `s` has its quote at `s + 7`.
+        let mut q = from.checked_add(PRINTF_QUOTE)?;
+        loop {
+            q = self.find_quote(q)?;
+            let s = q.checked_sub(PRINTF_QUOTE)?;
+            let word = self.window.get(s..).and_then(<[u8]>::first_chunk::<8>);
+            if word.is_some_and(|w| u64::from_le_bytes(*w) == head) {
+                return Some(s);
+            }
+            q = q.checked_add(1)?;
+        }
+    }
+
+    /// The offset of the next quote at or after `from`.
     ///
     /// Every exec of an APE scans its prologue, so this looks at eight bytes at a time for the
-    /// statement's quote (the rarest of its bytes in a shell script) and compares the seven
-    /// bytes before a quote only where one is found.
-    fn find_printf(&self, from: usize) -> Option<usize> {
+    /// quote, the rarest byte of a statement in a shell script.
+    fn find_quote(&self, from: usize) -> Option<usize> {
         const QUOTES: u64 = u64::from_le_bytes([b'\''; 8]);
         const LOW: u64 = u64::from_le_bytes([0x01; 8]);
         const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
         let w = self.window;
-        let head = u64::from_le_bytes(*PRINTF.first_chunk::<8>()?);
-        // The statement starting at `s` has its quote at `s + 7`.
-        let quote_at = |q: usize| -> Option<usize> {
-            let s = q.checked_sub(PRINTF_QUOTE)?;
-            let word = u64::from_le_bytes(*w.get(s..)?.first_chunk::<8>()?);
-            (s >= from && word == head).then_some(s)
-        };
-        let start = from.checked_add(PRINTF_QUOTE)?;
-        let mut chunks = w.get(start..)?.chunks_exact(8);
-        let mut q = start;
+        let mut chunks = w.get(from..)?.chunks_exact(8);
+        let mut q = from;
         for chunk in chunks.by_ref() {
             // A zero byte of `x` marks a quote (the classic SWAR test: exact for the lowest
             // zero byte, and every candidate is checked below anyway).
@@ -391,9 +466,7 @@ impl Statements<'_> {
                 let byte = usize::try_from(hits.trailing_zeros() / 8).ok()?;
                 let at = q.checked_add(byte)?;
                 if w.get(at) == Some(&b'\'') {
-                    if let Some(s) = quote_at(at) {
-                        return Some(s);
-                    }
+                    return Some(at);
                 }
                 hits &= hits.wrapping_sub(1);
             }
@@ -401,15 +474,9 @@ impl Statements<'_> {
             q = q.wrapping_add(8);
         }
         // The last few bytes, one at a time.
-        while let Some(&c) = w.get(q) {
-            if c == b'\'' {
-                if let Some(s) = quote_at(q) {
-                    return Some(s);
-                }
-            }
-            q = q.checked_add(1)?;
-        }
-        None
+        let tail = chunks.remainder();
+        let at = tail.iter().position(|&c| c == b'\'')?;
+        q.checked_add(at)
     }
 }
 
@@ -419,12 +486,13 @@ impl Iterator for Statements<'_> {
     fn next(&mut self) -> Option<Statement> {
         loop {
             let offset = self.find_printf(self.pos)?;
-            let (n, bytes, stop) = self.decode(offset.saturating_add(PRINTF.len()));
-            self.pos = stop.saturating_add(1);
-            if n >= EHDR_SIZE && bytes.starts_with(b"\x7fELF") {
+            let mut d = Decoded::at(offset.saturating_add(PRINTF.len()));
+            self.decode(&mut d, usize::MAX);
+            self.pos = d.pos.saturating_add(1);
+            if d.n >= EHDR_SIZE && d.out.starts_with(ELFMAG) {
                 return Some(Statement {
                     offset,
-                    ehdr: Ehdr(bytes),
+                    ehdr: Ehdr(d.out),
                 });
             }
         }
@@ -440,14 +508,9 @@ pub trait Source {
     fn read_exact_at(&mut self, pos: u64, len: usize) -> Result<Option<&[u8]>, Self::Error>;
 }
 
-/// The header chosen for a machine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Selected {
-    /// Index of the statement among the window's header statements.
-    pub index: usize,
-    /// The statement.
-    pub statement: Statement,
-}
+/// How many decoded bytes decide most statements that are not this machine's header:
+/// `e_ident`, `e_type`, `e_machine` and `e_version`, the fields [`Ehdr::check`] looks at first.
+const PEEK: usize = 24;
 
 /// Checks a program header table (`table.len()` is `e_phnum * 56`) for `ehdr`.
 pub fn check_phdrs(ehdr: &Ehdr, table: &[u8], page_size: u64) -> Result<(), Field> {
@@ -501,40 +564,137 @@ pub fn select<S: Source>(
     machine: u16,
     page_size: u64,
     src: &mut S,
-) -> Result<Result<Selected, Error>, S::Error> {
-    // A complete window always yields a verdict.
-    Ok(select_prefix(window, true, machine, page_size, src)?.unwrap_or(Err(Error::NoPrintf)))
+) -> Result<Result<Statement, Error>, S::Error> {
+    resume(window, Resume::START, machine, page_size, src)
 }
 
-/// As [`select`], from the first bytes of the window only, when `complete` is false: the
-/// verdict if those bytes decide it (the verdict [`select`] gives for the whole window), or
-/// `None` when it may depend on bytes past them. Real APEs spell their headers in the first
-/// page, so the caller can usually decide without reading the rest.
+/// What [`select_prefix`] found in the first bytes of a window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prefix {
+    /// The verdict, the one [`select`] gives for the whole window.
+    Decided(Result<Statement, Error>),
+    /// It may depend on bytes past the prefix: go on with [`resume`] over the whole window.
+    Undecided(Resume),
+}
+
+/// Where a scan that ran out of prefix goes on, and what it had found before that point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resume {
+    /// Offset of the first statement not known to lie wholly in the prefix.
+    from: usize,
+    /// The verdict so far.
+    verdict: Error,
+    /// Body offset of another CPU's header statement met while the verdict was `NoPrintf`,
+    /// which makes it `NoMachine` if it decodes to 64 bytes (found out only if it matters).
+    other: Option<usize>,
+}
+
+impl Resume {
+    /// A scan from the start of the window.
+    pub const START: Self = Self {
+        from: 0,
+        verdict: Error::NoPrintf,
+        other: None,
+    };
+}
+
+/// As [`select`], from the first bytes of the window only. Real APEs spell their headers in
+/// the first page, so the caller can usually decide without reading the rest.
 ///
 /// A header decoded inside the prefix has the same 64 bytes in any longer window (decoding
 /// keeps a backslash and three digits in view, so a cut never changes an escape that was
 /// read), and the scan up to it saw the same bytes; so a header chosen or refused there is
-/// final. Running out of statements in the prefix is not.
+/// final. Running out of statements in the prefix is not: then the scan goes on from the
+/// last statement it saw, whose end may lie past the prefix.
 pub fn select_prefix<S: Source>(
-    window: &[u8],
-    complete: bool,
+    prefix: &[u8],
     machine: u16,
     page_size: u64,
     src: &mut S,
-) -> Result<Option<Result<Selected, Error>>, S::Error> {
-    if !complete && window.len() < PRINTF.len() {
-        return Ok(None);
+) -> Result<Prefix, S::Error> {
+    if prefix.len() < PRINTF.len() {
+        return Ok(Prefix::Undecided(Resume::START));
     }
+    scan(prefix, false, Resume::START, machine, page_size, src)
+}
+
+/// Goes on with a scan that [`select_prefix`] left undecided, over the whole window.
+pub fn resume<S: Source>(
+    window: &[u8],
+    at: Resume,
+    machine: u16,
+    page_size: u64,
+    src: &mut S,
+) -> Result<Result<Statement, Error>, S::Error> {
+    match scan(window, true, at, machine, page_size, src)? {
+        Prefix::Decided(verdict) => Ok(verdict),
+        // A complete window always decides.
+        Prefix::Undecided(_) => Ok(Err(Error::NoPrintf)),
+    }
+}
+
+fn scan<S: Source>(
+    window: &[u8],
+    complete: bool,
+    at: Resume,
+    machine: u16,
+    page_size: u64,
+    src: &mut S,
+) -> Result<Prefix, S::Error> {
     match Magic::of(window) {
-        None => return Ok(Some(Err(Error::NotApe))),
-        Some(Magic::Debug) => return Ok(Some(Err(Error::DebugMagic))),
+        None => return Ok(Prefix::Decided(Err(Error::NotApe))),
+        Some(Magic::Debug) => return Ok(Prefix::Decided(Err(Error::DebugMagic))),
         Some(Magic::Mz | Magic::Jartsr) => {}
     }
     let window = window.get(..WINDOW).unwrap_or(window);
     let complete = complete || window.len() == WINDOW;
-    let mut verdict = Error::NoPrintf;
-    for (index, statement) in statements(window).enumerate() {
-        let ehdr = &statement.ehdr;
+    let Resume {
+        mut from,
+        mut verdict,
+        mut other,
+    } = at;
+    let scan = statements(window);
+    let mut last = at;
+    while let Some(offset) = scan.find_printf(from) {
+        last = Resume {
+            from: offset,
+            verdict,
+            other,
+        };
+        let body = offset.saturating_add(PRINTF.len());
+        // Most statements are another CPU's, and their first bytes tell. When the verdict
+        // cannot depend on the rest, the rest is skipped to the closing quote, not decoded.
+        let mut d = Decoded::at(body);
+        scan.decode(&mut d, PEEK);
+        let peeked = Ehdr(d.out);
+        if d.n == PEEK && d.out.starts_with(ELFMAG) && peeked.e_machine() != machine {
+            let skip = match peeked.check(machine) {
+                Err(Field::Machine) => {
+                    if verdict == Error::NoPrintf {
+                        match other {
+                            Some(o) if scan.is_header(o) => verdict = Error::NoMachine,
+                            _ => other = Some(body),
+                        }
+                    }
+                    true
+                }
+                // These fields lie in the first PEEK bytes: the verdict would stay as it is.
+                Err(f @ (Field::Class | Field::Data | Field::Version | Field::Type)) => {
+                    verdict == Error::Invalid(f)
+                }
+                _ => false,
+            };
+            if skip {
+                from = scan.finish(d.pos).saturating_add(1);
+                continue;
+            }
+        }
+        scan.decode(&mut d, usize::MAX);
+        from = d.pos.saturating_add(1);
+        if d.n < EHDR_SIZE || !d.out.starts_with(ELFMAG) {
+            continue;
+        }
+        let ehdr = Ehdr(d.out);
         if verdict == Error::NoPrintf {
             verdict = Error::NoMachine;
         }
@@ -545,7 +705,7 @@ pub fn select_prefix<S: Source>(
                 verdict = Error::Invalid(f);
                 continue;
             }
-            Err(f) => return Ok(Some(Err(Error::Invalid(f)))),
+            Err(f) => return Ok(Prefix::Decided(Err(Error::Invalid(f)))),
         }
         let (off, len) = (ehdr.e_phoff(), ehdr.phdr_table_len());
         let in_window = usize::try_from(off)
@@ -559,11 +719,26 @@ pub fn select_prefix<S: Source>(
             verdict = Error::Invalid(Field::Phoff);
             continue;
         };
-        match check_phdrs(ehdr, table, page_size) {
-            Ok(()) => return Ok(Some(Ok(Selected { index, statement }))),
+        match check_phdrs(&ehdr, table, page_size) {
+            Ok(()) => return Ok(Prefix::Decided(Ok(Statement { offset, ehdr }))),
             Err(f) if f.skips() => verdict = Error::Invalid(f),
-            Err(f) => return Ok(Some(Err(Error::Invalid(f)))),
+            Err(f) => return Ok(Prefix::Decided(Err(Error::Invalid(f)))),
         }
     }
-    Ok(complete.then_some(Err(verdict)))
+    if !complete {
+        // Every statement before the last one seen ended before it, so within the prefix;
+        // the last one, and whatever follows, may not have.
+        return Ok(Prefix::Undecided(last));
+    }
+    if verdict == Error::NoPrintf && other.is_some_and(|o| scan.is_header(o)) {
+        verdict = Error::NoMachine;
+    }
+    Ok(Prefix::Decided(Err(verdict)))
+}
+
+/// Index of `statement` among the header statements of `window` (for tools).
+pub fn header_index(window: &[u8], statement: &Statement) -> usize {
+    statements(window)
+        .take_while(|s| s.offset < statement.offset)
+        .count()
 }

@@ -15,8 +15,8 @@ static NS: AtomicUsize = AtomicUsize::new(0);
 static CALLS: AtomicUsize = AtomicUsize::new(0);
 
 /// The production entries followed by `bench_ns`, `bench_calls` and `bench_bytes_read`.
-pub(crate) const fn entries(base: [Entry; 7]) -> [Entry; 10] {
-    let [a, b, c, d, e, f, g] = base;
+pub(crate) const fn entries(base: [Entry; 8]) -> [Entry; 11] {
+    let [a, b, c, d, e, f, g, h] = base;
     [
         a,
         b,
@@ -25,6 +25,7 @@ pub(crate) const fn entries(base: [Entry; 7]) -> [Entry; 10] {
         e,
         f,
         g,
+        h,
         Entry::Counter(c_str!("bench_ns"), &NS),
         Entry::Counter(c_str!("bench_calls"), &CALLS),
         Entry::Counter(c_str!("bench_bytes_read"), &BYTES_READ),

@@ -77,13 +77,14 @@ static DECLINED_NO_HEADER: AtomicUsize = AtomicUsize::new(0);
 static DECLINED_NO_MACHINE: AtomicUsize = AtomicUsize::new(0);
 static DECLINED_INVALID: AtomicUsize = AtomicUsize::new(0);
 static READ_ERRORS: AtomicUsize = AtomicUsize::new(0);
+static ALLOC_ERRORS: AtomicUsize = AtomicUsize::new(0);
 
 #[cfg(not(ape_bench))]
-const SYSCTL_ENTRIES: [Entry; 7] = ENTRIES;
+const SYSCTL_ENTRIES: [Entry; 8] = ENTRIES;
 #[cfg(ape_bench)]
-const SYSCTL_ENTRIES: [Entry; 10] = bench::entries(ENTRIES);
+const SYSCTL_ENTRIES: [Entry; 11] = bench::entries(ENTRIES);
 
-const ENTRIES: [Entry; 7] = [
+const ENTRIES: [Entry; 8] = [
     Entry::Switch(c_str!("enabled"), &ENABLED),
     Entry::Counter(c_str!("handled"), &HANDLED),
     Entry::Counter(c_str!("declined_debug"), &DECLINED_DEBUG),
@@ -91,6 +92,7 @@ const ENTRIES: [Entry; 7] = [
     Entry::Counter(c_str!("declined_no_machine"), &DECLINED_NO_MACHINE),
     Entry::Counter(c_str!("declined_invalid"), &DECLINED_INVALID),
     Entry::Counter(c_str!("read_errors"), &READ_ERRORS),
+    Entry::Counter(c_str!("alloc_errors"), &ALLOC_ERRORS),
 ];
 
 struct Ape;
@@ -110,11 +112,16 @@ impl binfmt::Binfmt for Ape {
             decline(bprm, ape::Error::DebugMagic);
             return Err(ENOEXEC);
         }
-        let selected = select(bprm).inspect_err(|_| {
-            READ_ERRORS.fetch_add(1, Relaxed);
+        let selected = select(bprm).inspect_err(|&e| {
+            let counter = if e == ENOMEM {
+                &ALLOC_ERRORS
+            } else {
+                &READ_ERRORS
+            };
+            counter.fetch_add(1, Relaxed);
         })?;
         let ehdr = match selected {
-            Ok(sel) => sel.statement.ehdr,
+            Ok(statement) => statement.ehdr,
             Err(e) => {
                 decline(bprm, e);
                 return Err(ENOEXEC);
@@ -134,23 +141,68 @@ impl binfmt::Binfmt for Ape {
 ///
 /// The window is looked at where it lies, in the page cache: real APEs spell their headers in
 /// the first page, which `execve` has just read, so that usually decides without a copy or an
-/// allocation. Otherwise the whole window is read into a buffer.
-fn select(bprm: &Binprm) -> Result<core::result::Result<ape::Selected, ape::Error>> {
+/// allocation. Otherwise the window is gathered into a buffer, from the page cache where it
+/// holds the bytes and by reading the file where it does not.
+fn select(bprm: &Binprm) -> Result<core::result::Result<ape::Statement, ape::Error>> {
     let page_size = u64::try_from(PAGE_SIZE).map_err(|_| EINVAL)?;
     let want = usize::try_from(bprm.size()).map_or(ape::WINDOW, |n| n.min(ape::WINDOW));
+    let mut at = ape::Resume::START;
+    let mut window = KVVec::new();
     if let Some(head) = bprm.cached(0) {
         let prefix = head.get(..want).unwrap_or(&head);
-        let complete = prefix.len() == want;
         // `src` maps program headers after `head`, and is dropped before it.
         let mut src = FileSource::new(bprm);
-        if let Some(verdict) = ape::select_prefix(prefix, complete, MACHINE, page_size, &mut src)? {
-            return Ok(verdict);
+        if prefix.len() == want {
+            return ape::select(prefix, MACHINE, page_size, &mut src);
         }
+        match ape::select_prefix(prefix, MACHINE, page_size, &mut src)? {
+            ape::Prefix::Decided(verdict) => return Ok(verdict),
+            // The scan goes on over the whole window from where the first page left it.
+            ape::Prefix::Undecided(resume) => at = resume,
+        }
+        drop(src);
+        window = KVVec::with_capacity(want, GFP_KERNEL)?;
+        append(&mut window, prefix)?;
     }
-    let mut window = KVVec::from_elem(0u8, want, GFP_KERNEL)?;
-    let n = read_full(bprm, 0, &mut window)?;
-    let window = window.get(..n).ok_or(EIO)?;
-    ape::select(window, MACHINE, page_size, &mut FileSource::new(bprm))
+    while window.len() < want {
+        let pos = u64::try_from(window.len()).map_err(|_| EINVAL)?;
+        let Some(page) = bprm.cached(pos) else {
+            break;
+        };
+        if window.capacity() < want {
+            window = KVVec::with_capacity(want, GFP_KERNEL)?;
+        }
+        let rest = want.saturating_sub(window.len());
+        append(&mut window, page.get(..rest).unwrap_or(&page))?;
+    }
+    let have = window.len();
+    #[cfg(ape_bench)]
+    bench::BYTES_READ.fetch_add(have, Relaxed);
+    if have < want {
+        window.extend_with(want.saturating_sub(have), 0, GFP_KERNEL)?;
+        let pos = u64::try_from(have).map_err(|_| EINVAL)?;
+        let n = read_full(bprm, pos, window.get_mut(have..).ok_or(EINVAL)?)?;
+        let end = have.checked_add(n).ok_or(EIO)?;
+        let window = window.get(..end).ok_or(EIO)?;
+        return ape::resume(window, at, MACHINE, page_size, &mut FileSource::new(bprm));
+    }
+    ape::resume(&window, at, MACHINE, page_size, &mut FileSource::new(bprm))
+}
+
+/// Appends `bytes` to `v`, which has room for them, with one `memcpy`.
+fn append(v: &mut KVVec<u8>, bytes: &[u8]) -> Result {
+    let len = v.len().checked_add(bytes.len()).ok_or(EINVAL)?;
+    let dst = v
+        .spare_capacity_mut()
+        .get_mut(..bytes.len())
+        .ok_or(EINVAL)?;
+    // SAFETY: `dst` is valid for writes of `bytes.len()` bytes, and it is spare capacity of
+    // our own allocation, which `bytes` (page cache) does not overlap.
+    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.as_mut_ptr().cast(), bytes.len()) };
+    // SAFETY: The first `len` elements are initialised now, and `len` is within the capacity
+    // (`dst` was).
+    unsafe { v.set_len(len) };
+    Ok(())
 }
 
 /// Counts a refusal and says why, rate-limited. Only files with an APE magic get here.
@@ -168,9 +220,10 @@ fn decline(bprm: &Binprm, e: ape::Error) {
         ape::Error::Invalid(_) => &DECLINED_INVALID,
     };
     counter.fetch_add(1, Relaxed);
-    // SAFETY: The argument is a static NUL-terminated string.
-    if unsafe { bindings::__printk_ratelimit(c_str!("binfmt_ape").as_char_ptr()) } != 0 {
-        pr_info!("{}: not run natively: {}\n", bprm.filename(), e.name());
+    // SAFETY: No preconditions: it takes the module's own ratelimit state's lock.
+    if unsafe { bindings::binfmt_ape_log_ratelimit() } {
+        // `interp` is the APE itself also when a `#!` script or binfmt_misc named it.
+        pr_info!("{}: not run natively: {}\n", bprm.interp(), e.name());
     }
 }
 
@@ -260,10 +313,13 @@ impl kernel::Module for BinfmtApe {
         unsafe {
             bindings::__request_module(true, c_str!("binfmt_misc").as_char_ptr());
         }
+        // SAFETY: `module` is this module, which owns `Ape`; the registration lives in
+        // `BinfmtApe`, dropped only when the module unloads.
+        let binfmt = unsafe { binfmt::Registration::new(module, true) };
         let reg = KBox::pin_init(
             try_pin_init!(Registrations {
                 sysctl <- sysctl::Registration::new(c_str!("fs/binfmt_ape"), SYSCTL_ENTRIES),
-                binfmt <- binfmt::Registration::new(module, true),
+                binfmt <- binfmt,
             }),
             GFP_KERNEL,
         )?;

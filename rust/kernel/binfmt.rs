@@ -60,6 +60,14 @@ impl Binprm {
         unsafe { CStr::from_char_ptr((*self.0.get()).filename) }
     }
 
+    /// The path of the file being loaded: the name it was executed as, or for an interpreter
+    /// (of a `#!` script, or of a binfmt_misc rule) the interpreter's path.
+    pub fn interp(&self) -> &CStr {
+        // SAFETY: By the type invariant `interp` is a valid NUL-terminated string that lives
+        // as long as the binprm (`filename` until an interpreter replaces it).
+        unsafe { CStr::from_char_ptr((*self.0.get()).interp) }
+    }
+
     /// The size of the file.
     pub fn size(&self) -> u64 {
         // SAFETY: By the type invariant `file` is a valid open file.
@@ -178,9 +186,17 @@ impl<T: Binfmt> Registration<T> {
     /// Registers `T` as a binary format owned by `module`, at the head of the list if
     /// `first`, else at the tail.
     ///
-    /// While registered, an `execve` that reaches `T` holds a reference on `module`, so the
-    /// module cannot be unloaded under a running `load_binary`.
-    pub fn new(module: &'static ThisModule, first: bool) -> impl PinInit<Self> {
+    /// While registered, an `execve` that reaches `T` holds a reference on `module` for the
+    /// call (`search_binary_handler()` takes it under `binfmt_lock`), so the module cannot be
+    /// unloaded under a running `load_binary`.
+    ///
+    /// # Safety
+    ///
+    /// `module` must be the module whose code `T` is, and the registration must be dropped
+    /// only once that module is unloading (from its exit path): `unregister_binfmt()` does not
+    /// wait for `load_binary` calls in progress, and only the reference they hold on `module`
+    /// keeps its code and this registration alive until they return.
+    pub unsafe fn new(module: &'static ThisModule, first: bool) -> impl PinInit<Self> {
         pin_init!(Self {
             fmt <- Opaque::ffi_init(move |slot: *mut bindings::linux_binfmt| {
                 // SAFETY: `slot` is valid for writes and pinned; an all-zero `linux_binfmt` is
@@ -220,8 +236,9 @@ impl<T: Binfmt> Registration<T> {
 impl<T: Binfmt> PinnedDrop for Registration<T> {
     fn drop(self: Pin<&mut Self>) {
         // SAFETY: By the type invariant `fmt` is registered. `unregister_binfmt` takes
-        // `binfmt_lock`, after which no new `execve` can find us; a running one holds a module
-        // reference, so it finished before the module could start unloading.
+        // `binfmt_lock`, after which no new `execve` can find us. By the safety contract of
+        // `new` this runs only as the owning module unloads, which a running `load_binary`'s
+        // module reference prevents: none is running.
         unsafe { bindings::unregister_binfmt(self.fmt.get()) };
     }
 }

@@ -3,7 +3,7 @@
 //! The parts of the newest kernel crate API that older kernel series lack, backported.
 //!
 //! The Rust-for-Linux API changes every release. binfmt_ape is written against the newest one
-//! (Linux 7.3); this file is the only place that knows older ones exist. `src/Kbuild` sets
+//! (Linux 7.3); this file is the only place that knows older ones exist. `Kbuild` sets
 //! `cfg(ape_pre_6_15)` when the target kernel is older than 6.15, from the target's own
 //! `VERSION` and `PATCHLEVEL`. Each item says what it stands in for; drop it once the oldest
 //! supported series has the real thing.

@@ -22,28 +22,54 @@ impl ape::Source for Slice<'_> {
     }
 }
 
+/// The header the decoder chose, and its index among the window's header statements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Selected {
+    pub index: usize,
+    pub statement: ape::Statement,
+}
+
 /// Runs the decoder on a whole file, the way the kernel module does.
-pub fn select(file: &[u8], machine: u16, page_size: u64) -> Result<ape::Selected, ape::Error> {
+pub fn select(file: &[u8], machine: u16, page_size: u64) -> Result<Selected, ape::Error> {
     let window = &file[..file.len().min(ape::WINDOW)];
-    match ape::select(window, machine, page_size, &mut Slice(file)) {
+    let chosen = match ape::select(window, machine, page_size, &mut Slice(file)) {
         Ok(v) => v,
         Err(never) => match never {},
-    }
+    };
+    chosen.map(|statement| Selected {
+        index: ape::header_index(window, &statement),
+        statement,
+    })
 }
 
 /// Runs the decoder on the first `n` bytes of the window only, as the kernel module does
-/// when the first page-cache page is all it has mapped: `None` when they do not decide.
+/// when the first page-cache page is all it has mapped, then (if they do not decide) on
+/// the whole window from where it stopped: the verdict from the prefix (`None` if it did not
+/// decide), and the final one.
 pub fn select_prefix(
     file: &[u8],
     n: usize,
     machine: u16,
     page_size: u64,
-) -> Option<Result<ape::Selected, ape::Error>> {
+) -> (
+    Option<Result<ape::Statement, ape::Error>>,
+    Result<ape::Statement, ape::Error>,
+) {
     let window = &file[..file.len().min(ape::WINDOW)];
     let prefix = &window[..n.min(window.len())];
-    let complete = prefix.len() == window.len();
-    match ape::select_prefix(prefix, complete, machine, page_size, &mut Slice(file)) {
-        Ok(v) => v,
-        Err(never) => match never {},
+    if prefix.len() == window.len() {
+        let v = ape::select(window, machine, page_size, &mut Slice(file))
+            .unwrap_or_else(|never| match never {});
+        return (Some(v), v);
+    }
+    let step = ape::select_prefix(prefix, machine, page_size, &mut Slice(file))
+        .unwrap_or_else(|never| match never {});
+    match step {
+        ape::Prefix::Decided(v) => (Some(v), v),
+        ape::Prefix::Undecided(at) => (
+            None,
+            ape::resume(window, at, machine, page_size, &mut Slice(file))
+                .unwrap_or_else(|never| match never {}),
+        ),
     }
 }

@@ -368,6 +368,66 @@ fn cases() -> Vec<Case> {
         x86: Err("no-printf"),
         arm: Err("no-printf"),
     });
+    // The decoder reads another CPU's header only as far as its first 24 bytes, and decodes
+    // the rest only when the verdict depends on it: whether it is a whole header at all.
+    let short = |m: u16| raw_stmt(&stmt(&hdr(m))[8..8 + 63 * 4]);
+    let other = |m: u16| {
+        let mut h = hdr(m);
+        put16(&mut h, 18, 0x1234);
+        stmt(&h)
+    };
+    v.push(Case {
+        name: "short-other-then-nothing",
+        file: ape_with(b"MZqFpD='", &[short(X86), short(ARM)]),
+        x86: Err("no-printf"),
+        arm: Err("no-printf"),
+    });
+    v.push(Case {
+        name: "short-other-then-whole-other",
+        file: ape_with(b"MZqFpD='", &[short(X86), other(X86), short(ARM)]),
+        x86: Err("no-machine"),
+        arm: Err("no-machine"),
+    });
+    v.push(Case {
+        name: "whole-other-then-short-other",
+        file: ape_with(b"MZqFpD='", &[other(X86), short(X86), short(ARM)]),
+        x86: Err("no-machine"),
+        arm: Err("no-machine"),
+    });
+    v.push(Case {
+        name: "short-other-then-bad-class",
+        file: ape_with(
+            b"MZqFpD='",
+            &[short(X86), {
+                let mut h = hdr(X86);
+                h[4] = 1;
+                stmt(&h)
+            }],
+        ),
+        x86: Err("class"),
+        arm: Err("class"),
+    });
+    v.push(Case {
+        name: "bad-class-twice-then-short",
+        file: {
+            let mut h = hdr(X86);
+            h[4] = 1;
+            ape_with(b"MZqFpD='", &[stmt(&h), stmt(&h), short(ARM), short(X86)])
+        },
+        x86: Err("class"),
+        arm: Err("class"),
+    });
+    v.push(Case {
+        name: "many-others-then-fat",
+        file: {
+            let mut s: Vec<Vec<u8>> = (0..12).map(|_| other(X86)).collect();
+            s.push(stmt(&hdr(X86)));
+            s.push(stmt(&hdr(ARM)));
+            ape_with(b"MZqFpD='", &s)
+        },
+        x86: Ok(12),
+        arm: Ok(13),
+    });
     v
 }
 

@@ -38,7 +38,7 @@ const TOKENS: &[&[u8]] = &[
 
 fn mutate(rng: &mut Rng, f: &mut Vec<u8>) {
     for _ in 0..1 + rng.below(4) {
-        let limit = f.len().min(8192).max(1);
+        let limit = f.len().clamp(1, 8192);
         match rng.below(8) {
             0 => {
                 let i = rng.below(limit);
@@ -105,9 +105,10 @@ fn agree(f: &[u8], what: &str) {
 }
 
 /// A verdict from the first bytes of the window alone (the kernel's first page) is the
-/// verdict of the whole window, and a complete prefix always has one.
+/// verdict of the whole window, a complete prefix always has one, and a scan resumed where the
+/// prefix left off reaches the whole window's verdict.
 fn prefix_agrees(f: &[u8], m: u16, what: &str) {
-    let full = apekit::select(f, m, PAGE);
+    let full = apekit::select(f, m, PAGE).map(|s| s.statement);
     let window = f.len().min(apekit::ape::WINDOW);
     // The first page, a few cuts that fall inside statements, and the whole window.
     for n in [
@@ -120,13 +121,18 @@ fn prefix_agrees(f: &[u8], m: u16, what: &str) {
         window.saturating_sub(1),
         window,
     ] {
-        match apekit::select_prefix(f, n, m, PAGE) {
+        let (early, resumed) = apekit::select_prefix(f, n, m, PAGE);
+        match early {
             Some(v) => assert_eq!(v, full, "{what}: machine {m}, first {n} bytes"),
             None => assert!(
                 n < window,
                 "{what}: machine {m}: no verdict from the whole window"
             ),
         }
+        assert_eq!(
+            resumed, full,
+            "{what}: machine {m}, resumed after {n} bytes"
+        );
     }
 }
 
