@@ -11,6 +11,8 @@
 #   BENCH_CLOCKS      which runs (default "icount wall")
 #   BENCH_SMOKE=1     a short icount run that checks the benchmark still works (make check)
 set -euo pipefail
+# Before lib.sh, which defaults ARCH to x86_64.
+arches=${ARCH:-${ARCHES:-x86_64 arm64}}
 LOG_TAG=bench
 . "$(dirname "$0")/lib.sh"
 
@@ -38,7 +40,7 @@ run_guest() {
 }
 
 files=()
-for arch in ${ARCH:-${ARCHES:-x86_64 arm64}}; do
+for arch in $arches; do
 	for clock in $clocks; do
 		files+=("$(run_guest "$arch" "$clock")")
 	done

@@ -162,7 +162,8 @@ fn select(bprm: &Binprm) -> Result<core::result::Result<ape::Statement, ape::Err
         }
         drop(src);
         window = KVVec::with_capacity(want, GFP_KERNEL)?;
-        append(&mut window, prefix)?;
+        // One `memcpy` into reserved room: no zero-fill.
+        window.extend_from_slice(prefix, GFP_KERNEL)?;
     }
     while window.len() < want {
         let pos = u64::try_from(window.len()).map_err(|_| EINVAL)?;
@@ -173,7 +174,7 @@ fn select(bprm: &Binprm) -> Result<core::result::Result<ape::Statement, ape::Err
             window = KVVec::with_capacity(want, GFP_KERNEL)?;
         }
         let rest = want.saturating_sub(window.len());
-        append(&mut window, page.get(..rest).unwrap_or(&page))?;
+        window.extend_from_slice(page.get(..rest).unwrap_or(&page), GFP_KERNEL)?;
     }
     let have = window.len();
     #[cfg(ape_bench)]
@@ -187,22 +188,6 @@ fn select(bprm: &Binprm) -> Result<core::result::Result<ape::Statement, ape::Err
         return ape::resume(window, at, MACHINE, page_size, &mut FileSource::new(bprm));
     }
     ape::resume(&window, at, MACHINE, page_size, &mut FileSource::new(bprm))
-}
-
-/// Appends `bytes` to `v`, which has room for them, with one `memcpy`.
-fn append(v: &mut KVVec<u8>, bytes: &[u8]) -> Result {
-    let len = v.len().checked_add(bytes.len()).ok_or(EINVAL)?;
-    let dst = v
-        .spare_capacity_mut()
-        .get_mut(..bytes.len())
-        .ok_or(EINVAL)?;
-    // SAFETY: `dst` is valid for writes of `bytes.len()` bytes, and it is spare capacity of
-    // our own allocation, which `bytes` (page cache) does not overlap.
-    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.as_mut_ptr().cast(), bytes.len()) };
-    // SAFETY: The first `len` elements are initialised now, and `len` is within the capacity
-    // (`dst` was).
-    unsafe { v.set_len(len) };
-    Ok(())
 }
 
 /// Counts a refusal and says why, rate-limited. Only files with an APE magic get here.
