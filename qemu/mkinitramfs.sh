@@ -8,6 +8,7 @@
 #
 # Usage: mkinitramfs.sh OUT.cpio.gz KERNEL_BUILD_DIR MODULE.ko MODE [ARGS...]
 #   APE_FILE=path   also copy a user's APE to /ape/user/<name> (demo)
+#   PROFILE_KO=path the bench build of the module, as /lib/modules/binfmt_ape-bench.ko (bench)
 set -euo pipefail
 LOG_TAG=initramfs
 . "$(dirname "$0")/../scripts/lib.sh"
@@ -51,6 +52,7 @@ head -c 65536 "$apes/ent.com" >"$root/ape/real/input"
 printf '#!/bin/sh\necho "hello from #!"\n' >"$root/test/hello.sh"
 chmod 755 "$root/test/hello.sh"
 cp "$ko" "$root/lib/modules/binfmt_ape.ko"
+[ -z "${PROFILE_KO:-}" ] || cp "$PROFILE_KO" "$root/lib/modules/binfmt_ape-bench.ko"
 release=$(cat "$kdir/include/config/kernel.release")
 if [ -e "$kdir/fs/binfmt_misc.ko" ]; then
 	mkdir -p "$root/lib/modules/$release/kernel/fs"

@@ -3,7 +3,7 @@
 #
 # Everything for one guest run: kernel (cached), module, runner, fixtures, initramfs, boot.
 # Usage: guest.sh MODE [ARGS...]   (MODE: check | demo | bench; KVER, ARCH, VARIANT, TIMEOUT,
-#        APE_FILE, QEMU_EXTRA; bench builds the module with APE_BENCH=1)
+#        APE_FILE, QEMU_EXTRA; bench also builds the module with APE_BENCH=1, for its profile)
 # Leaves the console in build/guest-$KVER-$ARCH-$VARIANT-MODE.log and prints its path.
 set -euo pipefail
 LOG_TAG=guest
@@ -13,9 +13,11 @@ LOG_TAG=guest
 mode=$1
 arch_facts "$ARCH"
 kdir=$("$BINFMT_APE_ROOT"/scripts/build-kernel.sh)
-bench=
-[ "$mode" = bench ] && bench=1
-ko=$(CLIPPY=1 APE_BENCH=$bench "$BINFMT_APE_ROOT"/scripts/build-module.sh "$kdir")
+ko=$(CLIPPY=1 "$BINFMT_APE_ROOT"/scripts/build-module.sh "$kdir")
+if [ "$mode" = bench ]; then
+	PROFILE_KO=$(CLIPPY=1 APE_BENCH=1 "$BINFMT_APE_ROOT"/scripts/build-module.sh "$kdir")
+	export PROFILE_KO
+fi
 log "building the guest runner for $RUST_TARGET"
 CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc \
 	cargo build --quiet --release --manifest-path "$BINFMT_APE_ROOT/tests/Cargo.toml" \

@@ -7,13 +7,15 @@
 //! `ape-bench [ITERATIONS]` (default 1000 per scenario). The machine goes through three
 //! states, each a phase, and the phases repeat in rounds so drift spreads evenly over them:
 //!
-//! - `module`: binfmt_ape loaded (a bench build, which also reports its own time and the bytes
-//!   it read per APE exec through `/proc/sys/fs/binfmt_ape/bench_*`);
+//! - `module`: binfmt_ape loaded, the production build;
 //! - `misc`: binfmt_ape unloaded, binfmt_misc running APEs with cosmopolitan's own loader,
 //!   extracted by a first shell run of `ent.com` (we write no loader of our own);
 //! - `shell`: no handler at all: the shell's ENOEXEC fallback runs the APE's prologue.
 //!
 //! Inside a phase the scenarios are interleaved, one exec of each in turn, after a warm-up.
+//! Last, a profile pass loads the bench build of the module (`APE_BENCH=1`), which reports its
+//! own time and the bytes it copied per APE exec through `/proc/sys/fs/binfmt_ape/bench_*`;
+//! its timer would otherwise weigh on the timed runs.
 //! Guest layout as for `ape-runner` (qemu/mkinitramfs.sh), plus /ape/bench/worst-window.ape.
 
 use std::ffi::CString;
@@ -21,6 +23,9 @@ use std::fs;
 use std::process::Command;
 
 const MODULE: &str = "/lib/modules/binfmt_ape.ko";
+/// The same module built with `APE_BENCH=1`: it also counts its own time and the bytes it
+/// copies (sysctl `bench_*`). Timed runs use the production build; this one only profiles.
+const PROFILE_MODULE: &str = "/lib/modules/binfmt_ape-bench.ko";
 const SYSCTL: &str = "/proc/sys/fs/binfmt_ape";
 const MISC: &str = "/proc/sys/fs/binfmt_misc";
 const LOADER: &str = "/tmp/.ape-1.10";
@@ -32,11 +37,13 @@ const SCRIPT: &str = "/test/hello.sh";
 const WARMUP: usize = 20;
 const ROUNDS: usize = 4;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Phase {
     Module,
     Misc,
     Shell,
+    /// The bench build of the module loaded, for its counters.
+    Profile,
 }
 
 struct Scenario {
@@ -166,16 +173,25 @@ fn module_counters() -> Option<(u64, u64, u64)> {
     ))
 }
 
-/// Machine state for a phase: module loaded or not, binfmt_misc's APE rule on or off.
+/// Machine state for a phase: which build of the module is loaded (if any), binfmt_misc's
+/// APE rule on or off.
 fn enter(phase: Phase) -> Result<(), String> {
-    let loaded = fs::read_to_string("/proc/modules")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("binfmt_ape "));
-    match (phase, loaded) {
-        (Phase::Module, false) => sh("insmod", &[MODULE])?,
-        (Phase::Misc | Phase::Shell, true) => sh("rmmod", &["binfmt_ape"])?,
-        _ => {}
+    static LOADED: std::sync::Mutex<Option<&str>> = std::sync::Mutex::new(None);
+    let want = match phase {
+        Phase::Module => Some(MODULE),
+        Phase::Profile => Some(PROFILE_MODULE),
+        Phase::Misc | Phase::Shell => None,
+    };
+    let mut loaded = LOADED.lock().map_err(|e| e.to_string())?;
+    if *loaded != want {
+        if loaded.is_some() {
+            sh("rmmod", &["binfmt_ape"])?;
+        }
+        *loaded = None;
+        if let Some(ko) = want {
+            sh("insmod", &[ko])?;
+        }
+        *loaded = want;
     }
     let rule = if phase == Phase::Misc { "1" } else { "0" };
     fs::write(format!("{MISC}/APE"), rule).map_err(|e| format!("{MISC}/APE: {e}"))
@@ -194,16 +210,28 @@ fn run_phase(scenarios: &mut [Scenario], phase: Phase, iterations: usize) -> Res
     for _ in 0..iterations {
         for &i in &idx {
             let s = &mut scenarios[i];
-            // Only APEs reach the module's timed path; the counters cost reads of their own.
-            let timed = phase == Phase::Module && s.ape;
-            let before = timed.then(module_counters).flatten();
             let dt = time_exec(&s.path, &s.argv).map_err(|e| format!("{}: {e}", s.name))?;
-            if let (Some(a), Some(b)) = (before, timed.then(module_counters).flatten()) {
-                s.module_ns += b.0 - a.0;
-                s.module_calls += b.1 - a.1;
-                s.bytes_read += b.2 - a.2;
-            }
             s.samples.push(dt);
+        }
+    }
+    Ok(())
+}
+
+/// With the bench build loaded, the module's own time and bytes copied per exec of each APE
+/// that the module phase runs (the counters are read around each exec, and only then).
+fn profile(scenarios: &mut [Scenario], iterations: usize) -> Result<(), String> {
+    enter(Phase::Profile)?;
+    for s in scenarios
+        .iter_mut()
+        .filter(|s| s.phase == Phase::Module && s.ape)
+    {
+        for _ in 0..iterations {
+            let before = module_counters().ok_or("the bench build has no bench_* counters")?;
+            time_exec(&s.path, &s.argv).map_err(|e| format!("{}: {e}", s.name))?;
+            let after = module_counters().ok_or("the bench build has no bench_* counters")?;
+            s.module_ns += after.0 - before.0;
+            s.module_calls += after.1 - before.1;
+            s.bytes_read += after.2 - before.2;
         }
     }
     Ok(())
@@ -358,6 +386,7 @@ fn bench(iterations: usize) -> Result<String, String> {
     let n = iterations.div_ceil(2).max(10);
     let one = concurrent(ape, 1, n);
     let two = concurrent(ape, 2, n);
+    profile(&mut sc, iterations.div_ceil(4).max(8))?;
     let mut rows: Vec<String> = sc
         .iter()
         .map(|s| {
