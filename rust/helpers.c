@@ -5,12 +5,15 @@
  * build against every supported series.
  */
 
+#include <linux/binfmts.h>
 #include <linux/err.h>
 #include <linux/fs.h>
 #include <linux/highmem.h>
 #include <linux/module.h>
 #include <linux/pagemap.h>
 #include <linux/ratelimit.h>
+#include <linux/sched.h>
+#include <linux/xattr.h>
 
 #include "helpers.h"
 
@@ -68,4 +71,27 @@ void binfmt_ape_unmap_cached(const void *addr, struct folio *folio)
 {
 	kunmap_local(addr);
 	folio_put(folio);
+}
+
+/*
+ * Whether running @bprm's file as an ELF would change credentials: a set-user-ID file, a
+ * set-group-ID one with group execute (what bprm_fill_uid() honours), or one with file
+ * capabilities, on a mount that allows them and for a task that may gain privileges. A
+ * foreign mount, which the kernel treats as nosuid, counts as one that allows them (we
+ * cannot call mnt_may_suid()): the answer errs towards "yes", which declines.
+ */
+bool binfmt_ape_gains_privilege(struct linux_binprm *bprm)
+{
+	struct file *file = bprm->file;
+	struct inode *inode = file_inode(file);
+	umode_t mode = READ_ONCE(inode->i_mode);
+
+	if ((file->f_path.mnt->mnt_flags & MNT_NOSUID) || task_no_new_privs(current))
+		return false;
+	if ((mode & S_ISUID) || (mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
+		return true;
+	/* S_NOSEC: the VFS found no security attributes since the inode was last changed. */
+	if (IS_NOSEC(inode) || !(inode->i_opflags & IOP_XATTR))
+		return false;
+	return __vfs_getxattr(file->f_path.dentry, inode, XATTR_NAME_CAPS, NULL, 0) > 0;
 }

@@ -11,11 +11,13 @@
 
 struct file;
 struct folio;
+struct linux_binprm;
 
 loff_t binfmt_ape_i_size(struct file *file);
 const void *binfmt_ape_map_cached(struct file *file, loff_t pos, size_t *len,
 				  struct folio **foliop);
 void binfmt_ape_unmap_cached(const void *addr, struct folio *folio);
 bool binfmt_ape_log_ratelimit(void);
+bool binfmt_ape_gains_privilege(struct linux_binprm *bprm);
 
 #endif

@@ -357,21 +357,29 @@ impl Statements<'_> {
                 ended = false;
                 break;
             }
+            // The common case first: two escapes of a backslash and three octal digits (eight
+            // bytes in view keep the second escape's four inside the window too).
+            if let Some(chunk) = w.get(pos..).and_then(<[u8]>::first_chunk::<8>) {
+                let x = u64::from_le_bytes(*chunk);
+                if x & 0xf8f8_f8ff_f8f8_f8ff == 0x3030_305c_3030_305c && want.saturating_sub(n) >= 2
+                {
+                    let [_, a1, a2, a3, _, b1, b2, b3] = *chunk;
+                    if let Some(slot) = d.out.get_mut(n) {
+                        *slot = ((a1 & 7) << 6) | ((a2 & 7) << 3) | (a3 & 7);
+                    }
+                    // Both within the window, so these cannot wrap.
+                    n = n.wrapping_add(1);
+                    if let Some(slot) = d.out.get_mut(n) {
+                        *slot = ((b1 & 7) << 6) | ((b2 & 7) << 3) | (b3 & 7);
+                    }
+                    n = n.wrapping_add(1);
+                    pos = pos.wrapping_add(8);
+                    continue;
+                }
+            }
             let Some(&[c, d1, d2, d3]) = w.get(pos..).and_then(<[u8]>::first_chunk::<4>) else {
                 break;
             };
-            // The common case first: a backslash and three octal digits.
-            let x = u32::from_le_bytes([c, d1, d2, d3]);
-            if x & 0xf8f8_f8ff == 0x3030_305c {
-                let v = ((d1 & 7) << 6) | ((d2 & 7) << 3) | (d3 & 7);
-                if let Some(slot) = d.out.get_mut(n) {
-                    *slot = v;
-                }
-                n = n.wrapping_add(1);
-                // `pos < end`, so this cannot wrap.
-                pos = pos.wrapping_add(4);
-                continue;
-            }
             // `pos < end` here and below, so the increments cannot wrap.
             pos = pos.wrapping_add(1);
             if c == b'\'' {

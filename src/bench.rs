@@ -15,8 +15,8 @@ static NS: AtomicUsize = AtomicUsize::new(0);
 static CALLS: AtomicUsize = AtomicUsize::new(0);
 
 /// The production entries followed by `bench_ns`, `bench_calls` and `bench_bytes_read`.
-pub(crate) const fn entries(base: [Entry; 8]) -> [Entry; 11] {
-    let [a, b, c, d, e, f, g, h] = base;
+pub(crate) const fn entries(base: [Entry; 10]) -> [Entry; 13] {
+    let [a, b, c, d, e, f, g, h, i, j] = base;
     [
         a,
         b,
@@ -26,6 +26,8 @@ pub(crate) const fn entries(base: [Entry; 8]) -> [Entry; 11] {
         f,
         g,
         h,
+        i,
+        j,
         Entry::Counter(c_str!("bench_ns"), &NS),
         Entry::Counter(c_str!("bench_calls"), &CALLS),
         Entry::Counter(c_str!("bench_bytes_read"), &BYTES_READ),

@@ -71,6 +71,7 @@ compile_error!(
 );
 
 static ENABLED: AtomicI32 = AtomicI32::new(1);
+static SETID: AtomicI32 = AtomicI32::new(0);
 static HANDLED: AtomicUsize = AtomicUsize::new(0);
 static DECLINED_DEBUG: AtomicUsize = AtomicUsize::new(0);
 static DECLINED_NO_HEADER: AtomicUsize = AtomicUsize::new(0);
@@ -78,19 +79,22 @@ static DECLINED_NO_MACHINE: AtomicUsize = AtomicUsize::new(0);
 static DECLINED_INVALID: AtomicUsize = AtomicUsize::new(0);
 static READ_ERRORS: AtomicUsize = AtomicUsize::new(0);
 static ALLOC_ERRORS: AtomicUsize = AtomicUsize::new(0);
+static DECLINED_SETID: AtomicUsize = AtomicUsize::new(0);
 
 #[cfg(not(ape_bench))]
-const SYSCTL_ENTRIES: [Entry; 8] = ENTRIES;
+const SYSCTL_ENTRIES: [Entry; 10] = ENTRIES;
 #[cfg(ape_bench)]
-const SYSCTL_ENTRIES: [Entry; 11] = bench::entries(ENTRIES);
+const SYSCTL_ENTRIES: [Entry; 13] = bench::entries(ENTRIES);
 
-const ENTRIES: [Entry; 8] = [
+const ENTRIES: [Entry; 10] = [
     Entry::Switch(c_str!("enabled"), &ENABLED),
+    Entry::Switch(c_str!("setid"), &SETID),
     Entry::Counter(c_str!("handled"), &HANDLED),
     Entry::Counter(c_str!("declined_debug"), &DECLINED_DEBUG),
     Entry::Counter(c_str!("declined_no_header"), &DECLINED_NO_HEADER),
     Entry::Counter(c_str!("declined_no_machine"), &DECLINED_NO_MACHINE),
     Entry::Counter(c_str!("declined_invalid"), &DECLINED_INVALID),
+    Entry::Counter(c_str!("declined_setid"), &DECLINED_SETID),
     Entry::Counter(c_str!("read_errors"), &READ_ERRORS),
     Entry::Counter(c_str!("alloc_errors"), &ALLOC_ERRORS),
 ];
@@ -121,6 +125,13 @@ impl binfmt::Binfmt for Ape {
             counter.fetch_add(1, Relaxed);
         })?;
         let ehdr = match selected {
+            // Before binfmt_ape, a set-id APE ran unprivileged, through the shell: keep that
+            // unless root opted in (`setid`), rather than change who the program runs as.
+            Ok(_) if SETID.load(Relaxed) == 0 && bprm.gains_privilege() => {
+                DECLINED_SETID.fetch_add(1, Relaxed);
+                log_decline(bprm, "setid");
+                return Err(ENOEXEC);
+            }
             Ok(statement) => statement.ehdr,
             Err(e) => {
                 decline(bprm, e);
@@ -205,10 +216,15 @@ fn decline(bprm: &Binprm, e: ape::Error) {
         ape::Error::Invalid(_) => &DECLINED_INVALID,
     };
     counter.fetch_add(1, Relaxed);
+    log_decline(bprm, e.name());
+}
+
+/// Says why an APE is not run natively, rate-limited.
+fn log_decline(bprm: &Binprm, why: &str) {
     // SAFETY: No preconditions: it takes the module's own ratelimit state's lock.
     if unsafe { bindings::binfmt_ape_log_ratelimit() } {
         // `interp` is the APE itself also when a `#!` script or binfmt_misc named it.
-        pr_info!("{}: not run natively: {}\n", bprm.interp(), e.name());
+        pr_info!("{}: not run natively: {}\n", bprm.interp(), why);
     }
 }
 

@@ -68,6 +68,14 @@ impl Binprm {
         unsafe { CStr::from_char_ptr((*self.0.get()).interp) }
     }
 
+    /// Whether running the file as an ELF would give the new program other credentials: it
+    /// is set-user-ID, set-group-ID (with group execute) or has file capabilities, and
+    /// neither a `nosuid` mount nor `PR_SET_NO_NEW_PRIVS` rules that out. Errs towards `true`.
+    pub fn gains_privilege(&self) -> bool {
+        // SAFETY: By the type invariant the binprm and its `file` are valid.
+        unsafe { bindings::binfmt_ape_gains_privilege(self.0.get()) }
+    }
+
     /// The size of the file.
     pub fn size(&self) -> u64 {
         // SAFETY: By the type invariant `file` is a valid open file.

@@ -103,13 +103,22 @@ pub enum Stdin {
 
 static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// Starts `path` with `argv`; returns `Err(errno)` if `execve` failed.
-pub fn spawn(path: &str, argv: &[&str], stdin: Stdin) -> Result<Child, i32> {
-    spawn_as(None, path, argv, stdin)
+/// Who a child runs as.
+#[derive(Clone, Copy, Default)]
+pub struct As {
+    /// User and group id, set before `execve` (else the runner's, root).
+    pub uid: Option<u32>,
+    /// Whether the child sets `PR_SET_NO_NEW_PRIVS` before `execve`.
+    pub no_new_privs: bool,
 }
 
-/// As [`spawn`], with the child's user and group ids set to `uid` first when given.
-pub fn spawn_as(uid: Option<u32>, path: &str, argv: &[&str], stdin: Stdin) -> Result<Child, i32> {
+/// Starts `path` with `argv`; returns `Err(errno)` if `execve` failed.
+pub fn spawn(path: &str, argv: &[&str], stdin: Stdin) -> Result<Child, i32> {
+    spawn_as(As::default(), path, argv, stdin)
+}
+
+/// As [`spawn`], with the child's ids and privilege flags as `who` says.
+pub fn spawn_as(who: As, path: &str, argv: &[&str], stdin: Stdin) -> Result<Child, i32> {
     let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (out_path, err_path) = (format!("/tmp/run{n}.out"), format!("/tmp/run{n}.err"));
     let c_path = CString::new(path).expect("path");
@@ -146,10 +155,13 @@ pub fn spawn_as(uid: Option<u32>, path: &str, argv: &[&str], stdin: Stdin) -> Re
             libc::dup2(in_read.as_raw_fd(), 0);
             libc::dup2(out.as_raw_fd(), 1);
             libc::dup2(err.as_raw_fd(), 2);
-            if let Some(id) = uid {
+            if let Some(id) = who.uid {
                 if libc::setgid(id) != 0 || libc::setuid(id) != 0 {
                     libc::_exit(126);
                 }
+            }
+            if who.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                libc::_exit(126);
             }
             libc::execve(c_path.as_ptr(), p_argv.as_ptr(), p_env.as_ptr());
             let e = *libc::__errno_location();
@@ -214,12 +226,12 @@ impl Child {
 
 /// Runs to completion.
 pub fn run(path: &str, argv: &[&str], stdin: Stdin) -> Run {
-    run_as(None, path, argv, stdin)
+    run_as(As::default(), path, argv, stdin)
 }
 
-/// Runs to completion as `uid` (when given).
-pub fn run_as(uid: Option<u32>, path: &str, argv: &[&str], stdin: Stdin) -> Run {
-    match spawn_as(uid, path, argv, stdin) {
+/// Runs to completion as `who` says.
+pub fn run_as(who: As, path: &str, argv: &[&str], stdin: Stdin) -> Run {
+    match spawn_as(who, path, argv, stdin) {
         Ok(c) => c.finish(),
         Err(e) => Run {
             outcome: Outcome::Errno(e),
