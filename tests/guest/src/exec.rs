@@ -38,6 +38,8 @@ pub fn errno_name(e: i32) -> String {
         libc::EIO => "EIO".into(),
         libc::ENOMEM => "ENOMEM".into(),
         libc::E2BIG => "E2BIG".into(),
+        libc::ELOOP => "ELOOP".into(),
+        libc::ETXTBSY => "ETXTBSY".into(),
         libc::ELIBBAD => "ELIBBAD".into(),
         _ => format!("errno {e}"),
     }
@@ -103,13 +105,24 @@ pub enum Stdin {
 
 static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// Who a child runs as.
+/// Who a child runs as, and where.
 #[derive(Clone, Copy, Default)]
 pub struct As {
     /// User and group id, set before `execve` (else the runner's, root).
     pub uid: Option<u32>,
     /// Whether the child sets `PR_SET_NO_NEW_PRIVS` before `execve`.
     pub no_new_privs: bool,
+    /// A directory the child `chroot`s into first.
+    pub chroot: Option<&'static str>,
+}
+
+/// How the child names the program to the kernel.
+#[derive(Clone, Copy)]
+pub enum How<'a> {
+    /// `execve(path, ...)`.
+    Path(&'a str),
+    /// `execveat(fd, "", ..., AT_EMPTY_PATH)` on a descriptor the child inherits.
+    Fd(i32),
 }
 
 /// Starts `path` with `argv`; returns `Err(errno)` if `execve` failed.
@@ -119,9 +132,19 @@ pub fn spawn(path: &str, argv: &[&str], stdin: Stdin) -> Result<Child, i32> {
 
 /// As [`spawn`], with the child's ids and privilege flags as `who` says.
 pub fn spawn_as(who: As, path: &str, argv: &[&str], stdin: Stdin) -> Result<Child, i32> {
+    spawn_how(who, How::Path(path), argv, stdin)
+}
+
+/// As [`spawn_as`], naming the program as `how` says.
+pub fn spawn_how(who: As, how: How, argv: &[&str], stdin: Stdin) -> Result<Child, i32> {
     let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (out_path, err_path) = (format!("/tmp/run{n}.out"), format!("/tmp/run{n}.err"));
-    let c_path = CString::new(path).expect("path");
+    let c_path = CString::new(match how {
+        How::Path(p) => p,
+        How::Fd(_) => "",
+    })
+    .expect("path");
+    let c_root = who.chroot.map(|r| CString::new(r).expect("path"));
     let c_argv = cstrings(argv);
     let mut p_argv: Vec<*const libc::c_char> = c_argv.iter().map(|c| c.as_ptr()).collect();
     p_argv.push(std::ptr::null());
@@ -163,7 +186,26 @@ pub fn spawn_as(who: As, path: &str, argv: &[&str], stdin: Stdin) -> Result<Chil
             if who.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
                 libc::_exit(126);
             }
-            libc::execve(c_path.as_ptr(), p_argv.as_ptr(), p_env.as_ptr());
+            if let Some(root) = &c_root {
+                if libc::chroot(root.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
+                    libc::_exit(126);
+                }
+            }
+            match how {
+                How::Path(_) => {
+                    libc::execve(c_path.as_ptr(), p_argv.as_ptr(), p_env.as_ptr());
+                }
+                How::Fd(fd) => {
+                    libc::syscall(
+                        libc::SYS_execveat,
+                        fd,
+                        c_path.as_ptr(),
+                        p_argv.as_ptr(),
+                        p_env.as_ptr(),
+                        libc::AT_EMPTY_PATH,
+                    );
+                }
+            }
             let e = *libc::__errno_location();
             libc::write(status_w.as_raw_fd(), (&e as *const i32).cast(), 4);
             libc::_exit(127);
@@ -231,7 +273,12 @@ pub fn run(path: &str, argv: &[&str], stdin: Stdin) -> Run {
 
 /// Runs to completion as `who` says.
 pub fn run_as(who: As, path: &str, argv: &[&str], stdin: Stdin) -> Run {
-    match spawn_as(who, path, argv, stdin) {
+    run_how(who, How::Path(path), argv, stdin)
+}
+
+/// Runs to completion, naming the program as `how` says.
+pub fn run_how(who: As, how: How, argv: &[&str], stdin: Stdin) -> Run {
+    match spawn_how(who, how, argv, stdin) {
         Ok(c) => c.finish(),
         Err(e) => Run {
             outcome: Outcome::Errno(e),

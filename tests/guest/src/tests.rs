@@ -3,7 +3,7 @@
 //! The guest test plan. Every test has a name; the plan is printed first, each result as a
 //! KTAP line, and a failing test prints what it saw as `#` diagnostics.
 
-use crate::exec::{self, run, run_as, spawn, As, Outcome, Run, Stdin};
+use crate::exec::{self, run, run_as, run_how, spawn, As, How, Outcome, Run, Stdin};
 use std::fs;
 use std::process::Command;
 
@@ -15,6 +15,8 @@ const ENT_ELF: &str = "/ape/real/ent.elf";
 const PLEDGE: &str = "/ape/real/pledge";
 const FAT: &str = "/ape/fix/exec-mz-xa.ape";
 const SENTINEL: &str = "/bin/sentinel";
+/// The payload of [`FAT`] as a plain ELF: what an APE's exec must behave like.
+const NATIVE: &str = "/bin/payload-exec";
 
 #[cfg(target_arch = "x86_64")]
 const ARCH: &str = "x86_64";
@@ -200,6 +202,66 @@ fn exec_mappings(pid: i32, path: &str) -> Vec<String> {
     Vec::new()
 }
 
+/// Runs `f` on the fat APE and on its payload as a plain ELF: both must end the same way, and
+/// the APE's run must pass `ok`.
+fn twin(f: impl Fn(&str) -> Result<Run, String>, ok: impl Fn(&Run) -> bool) -> Check {
+    twin_run(f, ok).map(drop)
+}
+
+/// As [`twin`], returning the APE's run.
+fn twin_run(
+    f: impl Fn(&str) -> Result<Run, String>,
+    ok: impl Fn(&Run) -> bool,
+) -> Result<Run, String> {
+    let (ape, elf) = (f(FAT)?, f(NATIVE)?);
+    if ape.outcome != elf.outcome || !ok(&ape) {
+        return Err(format!("APE {}; ELF {}", describe(&ape), describe(&elf)));
+    }
+    Ok(ape)
+}
+
+/// The payload ran and printed its line.
+fn ran(r: &Run) -> bool {
+    r.outcome == Outcome::Exit(0) && r.out().starts_with("payload: ")
+}
+
+fn open(path: &str, flags: i32) -> Result<i32, String> {
+    let c = std::ffi::CString::new(path).map_err(|e| e.to_string())?;
+    // SAFETY: `c` is a valid C string.
+    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
+    if fd < 0 {
+        Err(format!("open {path}: {}", std::io::Error::last_os_error()))
+    } else {
+        Ok(fd)
+    }
+}
+
+/// Runs `path` with `execveat(fd, "", AT_EMPTY_PATH)` on a descriptor opened with `flags`.
+fn fd_run(path: &str, flags: i32) -> Result<Run, String> {
+    let fd = open(path, flags)?;
+    let r = run_how(As::default(), How::Fd(fd), &["fd"], Stdin::Null);
+    // SAFETY: Closing our descriptor.
+    unsafe { libc::close(fd) };
+    Ok(r)
+}
+
+fn write_exe(path: &str, text: &str) -> Check {
+    write(path, text)?;
+    sh("chmod", &["755", path])
+}
+
+/// Runs a chain of `depth` `#!` scripts that ends in `target`.
+fn chain_run(target: &str, depth: usize) -> Result<Run, String> {
+    let tag = target.rsplit('/').next().unwrap_or("x");
+    let mut next = target.to_string();
+    for i in 0..depth {
+        let script = format!("/tmp/chain-{tag}-{depth}-{i}.sh");
+        write_exe(&script, &format!("#!{next}\n"))?;
+        next = script;
+    }
+    Ok(run(&next, &[&next], Stdin::Null))
+}
+
 /// A set-user-ID root copy of the fat fixture at `path`.
 fn suid_copy(path: &str) -> Check {
     sh("cp", &[FAT, path])?;
@@ -349,11 +411,169 @@ fn plan() -> Vec<Test> {
             proc_exe_and_maps(FAT, &["--wait"])
         }));
     }
+    // Exec semantics: each case gives the fat APE and its payload as a plain ELF the same
+    // outcome, and the one named.
+    v.push(t("exec.execveat_cloexec_fd", || {
+        twin(|p| fd_run(p, libc::O_RDONLY), ran)
+    }));
+    v.push(t("exec.execveat_o_path_fd", || {
+        twin(|p| fd_run(p, libc::O_PATH), ran)
+    }));
+    v.push(t("exec.execveat_memfd", || {
+        twin(
+            |p| {
+                let bytes = fs::read(p).map_err(|e| format!("{p}: {e}"))?;
+                // MFD_EXEC (6.3+): an executable memfd, said so (else the kernel warns once).
+                const MFD_EXEC: libc::c_uint = 0x10;
+                // SAFETY: A valid name; the descriptor is ours.
+                let fd =
+                    unsafe { libc::memfd_create(c"ape".as_ptr(), libc::MFD_CLOEXEC | MFD_EXEC) };
+                if fd < 0 {
+                    return Err(format!("memfd_create: {}", std::io::Error::last_os_error()));
+                }
+                // SAFETY: `fd` is open; `bytes` is valid for its length.
+                let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+                let r = (usize::try_from(n).ok() == Some(bytes.len()))
+                    .then(|| run_how(As::default(), How::Fd(fd), &["memfd"], Stdin::Null))
+                    .ok_or_else(|| "short write to the memfd".to_string());
+                // SAFETY: Closing our descriptor.
+                unsafe { libc::close(fd) };
+                r
+            },
+            ran,
+        )
+    }));
+    v.push(t("exec.execveat_unlinked_file", || {
+        twin(
+            |p| {
+                let copy = format!("/tmp/unlinked-{}", p.rsplit('/').next().unwrap_or("x"));
+                sh("cp", &[p, &copy])?;
+                let fd = open(&copy, libc::O_RDONLY)?;
+                fs::remove_file(&copy).map_err(|e| format!("{copy}: {e}"))?;
+                let r = run_how(As::default(), How::Fd(fd), &["unlinked"], Stdin::Null);
+                // SAFETY: Closing our descriptor.
+                unsafe { libc::close(fd) };
+                Ok(r)
+            },
+            ran,
+        )
+    }));
+    v.push(t("exec.script_interpreter", || {
+        twin(
+            |p| {
+                let script = format!("/tmp/interp-{}.sh", p.rsplit('/').next().unwrap_or("x"));
+                write_exe(&script, &format!("#!{p}\n"))?;
+                let r = run(&script, &[&script], Stdin::Null);
+                if r.out().contains(&format!("argv=[{p},{script}]")) {
+                    Ok(r)
+                } else {
+                    Err(format!(
+                        "{script}: {}; want argv=[{p},{script}]",
+                        describe(&r)
+                    ))
+                }
+            },
+            ran,
+        )
+    }));
+    v.push(t("exec.refused_interpreter_logged_by_its_path", || {
+        // The log names the APE (bprm->interp), not the script that named it.
+        sh(
+            "cp",
+            &["/ape/corpus/phentsize-55.ape", "/tmp/bad-interp.ape"],
+        )?;
+        write_exe("/tmp/bad-interp.sh", "#!/tmp/bad-interp.ape\n")?;
+        let r = run("/tmp/bad-interp.sh", &["/tmp/bad-interp.sh"], Stdin::Null);
+        expect_eq("execve", r.outcome, Outcome::Errno(libc::ENOEXEC))?;
+        let want = "binfmt_ape: /tmp/bad-interp.ape: not run natively: phentsize";
+        if dmesg().contains(want) {
+            Ok(())
+        } else {
+            Err(format!("no {want:?} in dmesg"))
+        }
+    }));
+    v.push(t("exec.script_chain_depth_eloop", || {
+        // Each #! level is one round of the kernel's handler search; binfmt_ape adds none.
+        for depth in 1..=7 {
+            let r = twin_run(|p| chain_run(p, depth), |_| true)?;
+            let want = if depth <= 4 {
+                Some(Outcome::Exit(0))
+            } else if depth >= 6 {
+                Some(Outcome::Errno(libc::ELOOP))
+            } else {
+                None
+            };
+            if want.is_some_and(|w| w != r.outcome) {
+                return Err(format!(
+                    "{depth} scripts deep: {}; want {want:?}",
+                    describe(&r)
+                ));
+            }
+        }
+        Ok(())
+    }));
+    v.push(t("exec.write_while_running_etxtbsy", || {
+        twin(
+            |p| {
+                let copy = format!("/tmp/busy-{}", p.rsplit('/').next().unwrap_or("x"));
+                sh("cp", &[p, &copy])?;
+                let child = exec::spawn(&copy, &[&copy, "--wait"], Stdin::Pipe)
+                    .map_err(|e| format!("{copy}: {}", exec::errno_name(e)))?;
+                let w = fs::OpenOptions::new().write(true).open(&copy);
+                let r = child.finish();
+                match w {
+                    Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => Ok(r),
+                    Err(e) => Err(format!("open {copy} for writing: {e}; want ETXTBSY")),
+                    Ok(_) => Err(format!("open {copy} for writing succeeded; want ETXTBSY")),
+                }
+            },
+            ran,
+        )
+    }));
+    v.push(t("exec.argv_near_and_past_the_limit", || {
+        // One string may be at most MAX_ARG_STRLEN (128 KiB) long.
+        let near = "a".repeat(120 * 1024);
+        twin(|p| Ok(run(p, &[p, &near], Stdin::Null)), ran)?;
+        let past = "a".repeat(132 * 1024);
+        twin(
+            |p| Ok(run(p, &[p, &past], Stdin::Null)),
+            |r| r.outcome == Outcome::Errno(libc::E2BIG),
+        )
+    }));
+    v.push(t("exec.empty_argv", || {
+        // The kernel supplies an empty argv[0] (since 5.18).
+        twin(
+            |p| Ok(run(p, &[], Stdin::Null)),
+            |r| ran(r) && r.out().contains(" argc=1 argv=[] "),
+        )
+    }));
+    v.push(t("exec.empty_chroot", || {
+        // No /bin/sh, no loader, no /tmp: only a kernel that runs the APE itself can.
+        for (jail, p) in [("/tmp/jail-ape", FAT), ("/tmp/jail-elf", NATIVE)] {
+            fs::create_dir_all(jail).map_err(|e| format!("{jail}: {e}"))?;
+            sh("cp", &[p, &format!("{jail}/x")])?;
+        }
+        let inside = |jail: &'static str| {
+            let who = As {
+                chroot: Some(jail),
+                ..As::default()
+            };
+            run_as(who, "/x", &["/x"], Stdin::Null)
+        };
+        let (ape, elf) = (inside("/tmp/jail-ape"), inside("/tmp/jail-elf"));
+        if !(ran(&ape) && ape.outcome == elf.outcome) {
+            return Err(format!("APE {}; ELF {}", describe(&ape), describe(&elf)));
+        }
+        write(&format!("{SYSCTL}/enabled"), "0\n")?;
+        let off = inside("/tmp/jail-ape");
+        write(&format!("{SYSCTL}/enabled"), "1\n")?;
+        expect_eq("with enabled=0", off.outcome, Outcome::Errno(libc::ENOEXEC))
+    }));
     // Set-id APEs: declined unless root opts in (`setid`), run unprivileged where the kernel
     // would ignore the bits anyway. Before the corpus, whose refusals use up the log's burst.
     let nobody = As {
         uid: Some(65534),
-        no_new_privs: false,
+        ..As::default()
     };
     v.push(t("setid.declined_by_default", move || {
         suid_copy("/tmp/suid.ape")?;
@@ -398,6 +618,7 @@ fn plan() -> Vec<Test> {
         let who = As {
             uid: Some(65534),
             no_new_privs: true,
+            ..As::default()
         };
         let r = run_as(who, "/tmp/suid.ape", &["/tmp/suid.ape"], Stdin::Null);
         secure_run(&r, "0")
@@ -534,6 +755,42 @@ fn plan() -> Vec<Test> {
     }));
     v.push(t("insmod_after_binfmt_misc", insmod));
     v.push(t("reloaded.ahead_of_binfmt_misc", || {
+        check_payload(FAT, "exec")
+    }));
+    v.push(t("misc.extension_rule_takes_ape", || {
+        // binfmt_ape hands the exec on (ENOEXEC) to binfmt_elf, and binfmt_misc lies between:
+        // an `E::` rule matches the file's name, not its bytes, so it takes the APE, as it did
+        // without binfmt_ape (README, "Known limits").
+        write(
+            &format!("{MISC}/register"),
+            ":apeext:E::ape::/bin/sentinel:",
+        )?;
+        let r = check_case(FAT, "exec", "sentinel");
+        write(&format!("{MISC}/apeext"), "-1")?;
+        r?;
+        check_payload(FAT, "exec")
+    }));
+    // binfmt_misc registers at the head of the list: reloaded while binfmt_ape stays, it goes
+    // ahead (README, "binfmt_misc"), and reloading binfmt_ape puts it back in front.
+    v.push(t("misc_reload.unload_binfmt_misc", || {
+        sh("umount", &[MISC])?;
+        sh("rmmod", &["binfmt_misc"])
+    }));
+    v.push(t("misc_reload.binfmt_misc_goes_ahead", || {
+        sh("modprobe", &["binfmt_misc"])?;
+        sh("mount", &["-t", "binfmt_misc", "none", MISC])?;
+        for rule in [
+            ":mz:M::MZ::/bin/sentinel:",
+            ":jartsr:M::jartsr::/bin/sentinel:",
+            ":apedbg:M::APEDBG::/bin/sentinel:",
+        ] {
+            write(&format!("{MISC}/register"), rule)?;
+        }
+        check_case(FAT, "exec", "sentinel")
+    }));
+    v.push(t("misc_reload.reloading_binfmt_ape_restores_order", || {
+        rmmod()?;
+        insmod()?;
         check_payload(FAT, "exec")
     }));
     v.push(t("misc.unregister_rules", || {
