@@ -7,6 +7,7 @@
 #   make demo [ARCH=arm64] [APE=file ARGS="..."]               run APEs in a QEMU guest
 #   make check                                                 every test, host and guests
 #   make bench [ARCH=x86_64|arm64] [KVER=...]                  exec latency: table, JSON, chart
+#   make soak [SOAK_SECONDS=N] [ARCH=...] [KVER=...]           exec storm against load/unload
 #   make fixtures | fuzz [FUZZ_SECONDS=N] | setup
 
 KDIR ?= /lib/modules/$(shell uname -r)/build
@@ -34,7 +35,7 @@ else
 kbuild := $(MAKE) -C $(KDIR) M=$(CURDIR) $(kbuild_args)
 endif
 
-.PHONY: all modules modules_install clean setup demo check bench fixtures fuzz test-host
+.PHONY: all modules modules_install clean setup demo check bench soak fixtures fuzz test-host
 
 all modules:
 	$(kbuild) modules
@@ -58,6 +59,10 @@ check:
 bench:
 	scripts/setup.sh
 	KVER=$(or $(KVER),6.12) $(if $(ARCH),ARCH=$(ARCH)) scripts/bench.sh
+
+soak:
+	scripts/setup.sh
+	KVER=$(or $(KVER),7.3) ARCH=$(or $(ARCH),x86_64) $(if $(SOAK_SECONDS),SOAK_SECONDS=$(SOAK_SECONDS)) scripts/soak.sh
 
 fixtures:
 	scripts/fixtures.sh

@@ -15,8 +15,8 @@ static NS: AtomicUsize = AtomicUsize::new(0);
 static CALLS: AtomicUsize = AtomicUsize::new(0);
 
 /// The production entries followed by `bench_ns`, `bench_calls` and `bench_bytes_read`.
-pub(crate) const fn entries(base: [Entry; 10]) -> [Entry; 13] {
-    let [a, b, c, d, e, f, g, h, i, j] = base;
+pub(crate) const fn entries(base: [Entry; 11]) -> [Entry; 14] {
+    let [a, b, c, d, e, f, g, h, i, j, k] = base;
     [
         a,
         b,
@@ -28,6 +28,7 @@ pub(crate) const fn entries(base: [Entry; 10]) -> [Entry; 13] {
         h,
         i,
         j,
+        k,
         Entry::Counter(c_str!("bench_ns"), &NS),
         Entry::Counter(c_str!("bench_calls"), &CALLS),
         Entry::Counter(c_str!("bench_bytes_read"), &BYTES_READ),

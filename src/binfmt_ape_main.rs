@@ -80,16 +80,18 @@ static DECLINED_INVALID: AtomicUsize = AtomicUsize::new(0);
 static READ_ERRORS: AtomicUsize = AtomicUsize::new(0);
 static ALLOC_ERRORS: AtomicUsize = AtomicUsize::new(0);
 static DECLINED_SETID: AtomicUsize = AtomicUsize::new(0);
+static ELF_REFUSED: AtomicUsize = AtomicUsize::new(0);
 
 #[cfg(not(ape_bench))]
-const SYSCTL_ENTRIES: [Entry; 10] = ENTRIES;
+const SYSCTL_ENTRIES: [Entry; 11] = ENTRIES;
 #[cfg(ape_bench)]
-const SYSCTL_ENTRIES: [Entry; 13] = bench::entries(ENTRIES);
+const SYSCTL_ENTRIES: [Entry; 14] = bench::entries(ENTRIES);
 
-const ENTRIES: [Entry; 10] = [
+const ENTRIES: [Entry; 11] = [
     Entry::Switch(c_str!("enabled"), &ENABLED),
     Entry::Switch(c_str!("setid"), &SETID),
     Entry::Counter(c_str!("handled"), &HANDLED),
+    Entry::Counter(c_str!("elf_refused"), &ELF_REFUSED),
     Entry::Counter(c_str!("declined_debug"), &DECLINED_DEBUG),
     Entry::Counter(c_str!("declined_no_header"), &DECLINED_NO_HEADER),
     Entry::Counter(c_str!("declined_no_machine"), &DECLINED_NO_MACHINE),
@@ -144,6 +146,40 @@ impl binfmt::Binfmt for Ape {
         }
         HANDLED.fetch_add(1, Relaxed);
         // binfmt_elf, further down the list, now loads the header for this CPU.
+        Err(ENOEXEC)
+    }
+}
+
+/// The last format in the list: puts back what [`Ape`] wrote over `bprm->buf` when binfmt_elf
+/// refused the header (arm64's checks of `PT_GNU_PROPERTY`, a file without `mmap`), so that
+/// the formats after binfmt_elf, and the kernel's `request_module("binfmt-%04x")` retry on
+/// 6.12, see the file's own first bytes again.
+struct Restore;
+
+impl binfmt::Binfmt for Restore {
+    fn load_binary(bprm: &mut Binprm) -> Result {
+        // Every format before us declined. Ours to undo only if the buffer holds an ELF magic
+        // while the file starts with an APE magic: that is the header we handed over.
+        if !bprm.buf().starts_with(b"\x7fELF") {
+            return Err(ENOEXEC);
+        }
+        let mut head = [0u8; ape::EHDR_SIZE];
+        let n = match bprm.cached(0) {
+            Some(page) => {
+                let n = page.len().min(head.len());
+                if let (Some(d), Some(s)) = (head.get_mut(..n), page.get(..n)) {
+                    d.copy_from_slice(s);
+                }
+                n
+            }
+            None => bprm.read_at(0, &mut head).unwrap_or(0),
+        };
+        if n == head.len() && ape::Magic::of(&head).is_some() {
+            if let Some(dst) = bprm.buf_mut().first_chunk_mut::<{ ape::EHDR_SIZE }>() {
+                *dst = head;
+            }
+            ELF_REFUSED.fetch_add(1, Relaxed);
+        }
         Err(ENOEXEC)
     }
 }
@@ -302,6 +338,8 @@ struct Registrations {
     sysctl: sysctl::Registration<{ SYSCTL_ENTRIES.len() }>,
     #[pin]
     binfmt: binfmt::Registration<Ape>,
+    #[pin]
+    restore: binfmt::Registration<Restore>,
 }
 
 impl kernel::Module for BinfmtApe {
@@ -317,10 +355,13 @@ impl kernel::Module for BinfmtApe {
         // SAFETY: `module` is this module, which owns `Ape`; the registration lives in
         // `BinfmtApe`, dropped only when the module unloads.
         let binfmt = unsafe { binfmt::Registration::new(module, true) };
+        // SAFETY: As above, for `Restore`, at the tail of the list.
+        let restore = unsafe { binfmt::Registration::new(module, false) };
         let reg = KBox::pin_init(
             try_pin_init!(Registrations {
                 sysctl <- sysctl::Registration::new(c_str!("fs/binfmt_ape"), SYSCTL_ENTRIES),
                 binfmt <- binfmt,
+                restore <- restore,
             }),
             GFP_KERNEL,
         )?;

@@ -5,7 +5,8 @@
 //! decline with `bprm->buf` untouched so that the later handler still sees the magic).
 //!
 //! Outcomes: `run` (the payload runs and reports this CPU), an errno name (`ENOEXEC`) for a
-//! failed `execve`, or a signal name for a process killed after the point of no return.
+//! failed `execve`, or a signal name for a process killed after the point of no return;
+//! `elf:ENOEXEC` when binfmt_ape hands the header over and binfmt_elf refuses it.
 //! `with_misc` applies on the CPUs where the outcome is `ENOEXEC`: `sentinel` when binfmt_misc
 //! then gets the file with its magic intact, `same` when nothing changes.
 
@@ -587,6 +588,24 @@ pub fn cases(x86: &[u8], arm: &[u8]) -> Vec<Case> {
         "run",
         "same",
         f.render(),
+    );
+    // binfmt_ape hands this header over (loader.c ignores PT_GNU_PROPERTY); arm64's binfmt_elf
+    // takes at most 1 KiB of properties and refuses the file, and binfmt_ape's tail handler
+    // puts the file's own first bytes back in `bprm->buf`.
+    add(
+        "gnu-property-too-big",
+        "the PT_GNU_STACK entry made a 2 KiB PT_GNU_PROPERTY",
+        "run",
+        "elf:ENOEXEC",
+        "same",
+        fat()
+            .phdrs(|p| {
+                if get32(p, ph::TYPE) == elf::PT_GNU_STACK {
+                    put32(p, ph::TYPE, elf::PT_GNU_PROPERTY);
+                    put64(p, ph::FILESZ, 2048);
+                }
+            })
+            .render(),
     );
     v
 }

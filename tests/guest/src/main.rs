@@ -5,12 +5,14 @@
 //!
 //! `ape-runner check`   the whole suite (plan first, one line per test)
 //! `ape-runner demo [APE [ARGS...]]`  show an APE running natively
+//! `ape-runner soak SECONDS`  the exec storm (`storm.rs`) for that long
 //!
 //! Guest layout (built by qemu/mkinitramfs.sh): /lib/modules/binfmt_ape.ko, /ape/real (ent.com,
 //! ent.elf for this CPU, pledge), /ape/fix and /ape/corpus (each with MANIFEST.tsv),
 //! /bin/payload-exec, /bin/payload-dyn, /bin/sentinel.
 
 mod exec;
+mod storm;
 mod tests;
 
 fn main() {
@@ -18,8 +20,9 @@ fn main() {
     let code = match args.first().map(String::as_str) {
         Some("check") => tests::check(),
         Some("demo") => tests::demo(&args[1..]),
+        Some("soak") => tests::soak(args.get(1).and_then(|s| s.parse().ok()).unwrap_or(60)),
         _ => {
-            eprintln!("usage: ape-runner check | demo [APE [ARGS...]]");
+            eprintln!("usage: ape-runner check | demo [APE [ARGS...]] | soak SECONDS");
             2
         }
     };
