@@ -36,9 +36,10 @@ chmod 755 "$root" # mktemp makes it 0700; it becomes the guest's /
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,mnt,test,ape/real,ape/user,lib/modules}
 cp "$busybox" "$root/bin/busybox"
-# The last six are what an APE's prologue uses when the shell runs it (make bench's fallback).
+# uname dd gzip mv rm: what an APE's prologue uses when the shell runs it (make bench's
+# fallback); true: the exec selftests'.
 for a in sh mount umount insmod rmmod lsmod modprobe dmesg reboot cat echo mkdir ls sleep cp chmod \
-	uname dd gzip mv rm; do
+	uname dd gzip mv rm true; do
 	ln -s busybox "$root/bin/$a"
 done
 ln -s ../bin/busybox "$root/sbin/modprobe"
@@ -51,6 +52,21 @@ cp "$apes/$rarch/ent.elf" "$root/ape/real/ent.elf"
 head -c 65536 "$apes/ent.com" >"$root/ape/real/input"
 printf '#!/bin/sh\necho "hello from #!"\n' >"$root/test/hello.sh"
 chmod 755 "$root/test/hello.sh"
+# The kernel's own exec selftests, from the source of the kernel under test, built static:
+# they must pass the same with and without binfmt_ape (the guest runs both).
+st=$kdir/source/tools/testing/selftests
+mkdir -p "$root/selftests/exec/subdir"
+for t in execveat non-regular null-argv recursion-depth; do
+	"${CROSS}gcc" -static -O2 -D_GNU_SOURCE -Wno-nonnull -I "$st" -o "$root/selftests/exec/$t" \
+		"$st/exec/$t.c" || die "cannot build the $t selftest"
+done
+# What the selftests' Makefile generates beside them (its script wants bash; sh does here).
+printf '#!/bin/sh\nexit $*\n' >"$root/selftests/exec/script"
+chmod 755 "$root/selftests/exec/script"
+ln -s execveat "$root/selftests/exec/execveat.symlink"
+cp "$root/selftests/exec/execveat" "$root/selftests/exec/execveat.denatured"
+chmod -x "$root/selftests/exec/execveat.denatured"
+cp "$st/exec/Makefile" "$root/selftests/exec/"
 cp "$ko" "$root/lib/modules/binfmt_ape.ko"
 [ -z "${PROFILE_KO:-}" ] || cp "$PROFILE_KO" "$root/lib/modules/binfmt_ape-bench.ko"
 release=$(cat "$kdir/include/config/kernel.release")
@@ -67,6 +83,7 @@ fi
 	echo '#!/bin/sh'
 	echo 'mount -t proc proc /proc; mount -t sysfs sysfs /sys'
 	echo 'mount -t devtmpfs dev /dev; mount -t tmpfs tmp /tmp'
+	echo 'ln -s /proc/self/fd /dev/fd'
 	echo 'echo "binfmt-ape-guest: start"'
 	if [ "$1" = bench ]; then
 		printf '/bin/ape-bench'

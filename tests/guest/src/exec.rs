@@ -114,6 +114,8 @@ pub struct As {
     pub no_new_privs: bool,
     /// A directory the child `chroot`s into first.
     pub chroot: Option<&'static str>,
+    /// The child's working directory.
+    pub cwd: Option<&'static str>,
 }
 
 /// How the child names the program to the kernel.
@@ -145,6 +147,7 @@ pub fn spawn_how(who: As, how: How, argv: &[&str], stdin: Stdin) -> Result<Child
     })
     .expect("path");
     let c_root = who.chroot.map(|r| CString::new(r).expect("path"));
+    let c_cwd = who.cwd.map(|d| CString::new(d).expect("path"));
     let c_argv = cstrings(argv);
     let mut p_argv: Vec<*const libc::c_char> = c_argv.iter().map(|c| c.as_ptr()).collect();
     p_argv.push(std::ptr::null());
@@ -188,6 +191,11 @@ pub fn spawn_how(who: As, how: How, argv: &[&str], stdin: Stdin) -> Result<Child
             }
             if let Some(root) = &c_root {
                 if libc::chroot(root.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
+                    libc::_exit(126);
+                }
+            }
+            if let Some(dir) = &c_cwd {
+                if libc::chdir(dir.as_ptr()) != 0 {
                     libc::_exit(126);
                 }
             }
