@@ -50,7 +50,7 @@ fetch_source() {
 
 configure() {
 	local out=$1 cfg=$BINFMT_APE_ROOT/qemu/config
-	local mk=(make -s -C "$SRC" O="$out" ARCH="$KARCH" CROSS_COMPILE="$CROSS")
+	local mk=(make -s -C "$SRC" O="$out" ARCH="$KARCH" CROSS_COMPILE="$CROSS" ${LLVM:+LLVM=1})
 	"${mk[@]}" rustavailable >/dev/null ||
 		die "the kernel says Rust is not available (make rustavailable in $SRC)"
 	"${mk[@]}" tinyconfig >/dev/null
@@ -85,6 +85,14 @@ main() {
 	[ -e "$BINFMT_APE_ROOT/qemu/config/variant-$VARIANT.config" ] ||
 		die "no variant '$VARIANT' (qemu/config/variant-*.config)"
 	fetch_source
+	# A variant that says so is built with clang and lld (KASAN with Rust needs it).
+	LLVM=
+	if grep -qx '# binfmt-ape: LLVM=1' "$BINFMT_APE_ROOT/qemu/config/variant-$VARIANT.config"; then
+		LLVM=1
+		export PATH=/usr/lib/llvm-19/bin:$PATH
+		command -v clang >/dev/null && command -v ld.lld >/dev/null ||
+			die "variant $VARIANT builds with LLVM=1: install clang-19 and lld-19 (scripts/setup.sh)"
+	fi
 	local key out
 	key=$(kernel_key "$SRCVER")
 	out=$CACHE/kernel/$KVER-$KARCH-$VARIANT-$key
@@ -98,11 +106,13 @@ main() {
 	configure "$out"
 	local jobs=${JOBS:-$(($(nproc) + 1))} t0=$SECONDS
 	log "building $KARCH kernel and modules (-j$jobs, ~3-4 min)"
-	make -s -C "$SRC" O="$out" ARCH="$KARCH" CROSS_COMPILE="$CROSS" -j"$jobs" \
+	make -s -C "$SRC" O="$out" ARCH="$KARCH" CROSS_COMPILE="$CROSS" ${LLVM:+LLVM=1} -j"$jobs" \
 		"$(basename "$IMAGE")" modules >"$out/build.log" 2>&1 ||
 		{ tail -n 40 "$out/build.log" >&2; die "kernel build failed (log: $out/build.log)"; }
 	[ -s "$out/Module.symvers" ] || die "no Module.symvers in $out"
 	echo "$KVER $SRCVER" >"$out/.kver"
+	# Modules for this kernel must be built the same way (scripts/build-module.sh reads it).
+	if [ -n "$LLVM" ]; then touch "$out/.llvm"; fi
 	touch "$out/.done"
 	log "built $KARCH kernel in $((SECONDS - t0)) s: $out"
 	echo "$out"

@@ -15,7 +15,10 @@ out=$BUILD/module/$(basename "$kdir")${APE_BENCH:+-bench}
 log=$out.log
 mkdir -p "$BUILD/module"
 log "building binfmt_ape.ko for $KARCH against $(basename "$kdir")"
-make -s -C "$BINFMT_APE_ROOT" KDIR="$kdir" MO="$out" ARCH="$KARCH" CROSS_COMPILE="$CROSS" \
+# A kernel built with clang takes modules built with clang.
+llvm=
+if [ -e "$kdir/.llvm" ]; then llvm=1; export PATH=/usr/lib/llvm-19/bin:$PATH; fi
+make -s -C "$BINFMT_APE_ROOT" KDIR="$kdir" MO="$out" ARCH="$KARCH" CROSS_COMPILE="$CROSS" ${llvm:+LLVM=1} \
 	${CLIPPY:+CLIPPY=1} ${APE_BENCH:+APE_BENCH=1} modules >"$log" 2>&1 ||
 	{ cat "$log" >&2; die "module build failed"; }
 if grep -E '^(warning|error)' "$log" >&2; then

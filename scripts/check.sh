@@ -4,7 +4,8 @@
 # `make check`: every test. Host side (decoder unit, differential and corpus tests, fixture
 # determinism, clippy, rustfmt, a fuzz smoke run), then the guest suite on every kernel of
 # the matrix: GUESTS, a list of KVER/ARCH[/VARIANT] (default: 6.12 and 7.3 on x86_64 and
-# arm64, and 7.3 on arm64 with 64K pages); KVER, ARCHES or VARIANT narrow it to their cross
+# arm64, 7.3 on arm64 with 64K pages, and the 7.3 x86_64 debug kernel: KASAN, kmemleak, lockdep,
+# fault injection); KVER, ARCHES or VARIANT narrow it to their cross
 # product. Ends with one line: "N passed, N failed".
 set -euo pipefail
 LOG_TAG=check
@@ -13,7 +14,7 @@ kvers=${KVER:-}
 
 case "${1:-}" in -h|--help) sed -n '3,8p' "$0"; exit 0 ;; esac
 
-DEFAULT_GUESTS="6.12/x86_64 6.12/arm64 7.3/x86_64 7.3/arm64 7.3/arm64/64k"
+DEFAULT_GUESTS="6.12/x86_64 6.12/arm64 7.3/x86_64 7.3/arm64 7.3/arm64/64k 7.3/x86_64/debug"
 if [ -z "${GUESTS:-}" ]; then
 	if [ -n "$kvers" ] || [ -n "${ARCHES:-}" ] || [ "$VARIANT" != default ]; then
 		for k in ${kvers:-6.12 7.3}; do

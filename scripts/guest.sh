@@ -23,6 +23,11 @@ CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc \
 	cargo build --quiet --release --manifest-path "$BINFMT_APE_ROOT/tests/Cargo.toml" \
 	-p guest --target "$RUST_TARGET" --bins
 "$BINFMT_APE_ROOT"/scripts/fixtures.sh
+# The debug kernel turns any WARN into a panic, which run.sh reports with the console.
+if [ "$VARIANT" = debug ]; then
+	export KERNEL_APPEND="${KERNEL_APPEND:-} panic_on_warn=1"
+	TIMEOUT=${TIMEOUT:-1800}
+fi
 name=$KVER-$KARCH-$VARIANT-$mode
 mkdir -p "$BUILD"
 "$BINFMT_APE_ROOT"/qemu/mkinitramfs.sh "$BUILD/$name.cpio.gz" "$kdir" "$ko" "$@"

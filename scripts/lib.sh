@@ -42,6 +42,9 @@ kernel_key() {
 			"$BINFMT_APE_ROOT/qemu/config/$KARCH.config" \
 			"$BINFMT_APE_ROOT/qemu/config/variant-$VARIANT.config"
 		rustc --version; bindgen --version; "${CROSS}gcc" --version | head -n1
+		if grep -qx '# binfmt-ape: LLVM=1' "$BINFMT_APE_ROOT/qemu/config/variant-$VARIANT.config"; then
+			/usr/lib/llvm-19/bin/clang --version | head -n1
+		fi
 	} | sha256sum | cut -c1-16
 }
 

@@ -70,6 +70,12 @@ compile_error!(
     "binfmt_ape supports x86_64 and arm64 only: APEs carry no ELF header for other CPUs"
 );
 
+/// Flags of allocations on the exec path: a failure is `ENOMEM` for this exec, counted in
+/// `alloc_errors`, not a reason for the allocator to warn.
+fn alloc_flags() -> kernel::alloc::Flags {
+    GFP_KERNEL | kernel::alloc::flags::__GFP_NOWARN
+}
+
 static ENABLED: AtomicI32 = AtomicI32::new(1);
 static SETID: AtomicI32 = AtomicI32::new(0);
 static HANDLED: AtomicUsize = AtomicUsize::new(0);
@@ -208,7 +214,7 @@ fn select(bprm: &Binprm) -> Result<core::result::Result<ape::Statement, ape::Err
             ape::Prefix::Undecided(resume) => at = resume,
         }
         drop(src);
-        window = KVVec::with_capacity(want, GFP_KERNEL)?;
+        window = KVVec::with_capacity(want, alloc_flags())?;
         // One `memcpy` into reserved room: no zero-fill.
         window.extend_from_slice(prefix, GFP_KERNEL)?;
     }
@@ -218,7 +224,7 @@ fn select(bprm: &Binprm) -> Result<core::result::Result<ape::Statement, ape::Err
             break;
         };
         if window.capacity() < want {
-            window = KVVec::with_capacity(want, GFP_KERNEL)?;
+            window = KVVec::with_capacity(want, alloc_flags())?;
         }
         let rest = want.saturating_sub(window.len());
         window.extend_from_slice(page.get(..rest).unwrap_or(&page), GFP_KERNEL)?;
@@ -227,7 +233,7 @@ fn select(bprm: &Binprm) -> Result<core::result::Result<ape::Statement, ape::Err
     #[cfg(ape_bench)]
     bench::BYTES_READ.fetch_add(have, Relaxed);
     if have < want {
-        window.extend_with(want.saturating_sub(have), 0, GFP_KERNEL)?;
+        window.extend_with(want.saturating_sub(have), 0, alloc_flags())?;
         let pos = u64::try_from(have).map_err(|_| EINVAL)?;
         let n = read_full(bprm, pos, window.get_mut(have..).ok_or(EINVAL)?)?;
         let end = have.checked_add(n).ok_or(EIO)?;
@@ -318,7 +324,7 @@ impl ape::Source for FileSource<'_> {
             return Ok(self.page.as_deref().and_then(|p| p.get(..len)));
         }
         if self.buf.is_none() {
-            self.buf = Some(KVec::from_elem(0u8, ape::MAX_PHDR_TABLE, GFP_KERNEL)?);
+            self.buf = Some(KVec::from_elem(0u8, ape::MAX_PHDR_TABLE, alloc_flags())?);
         }
         let Some(dst) = self.buf.as_mut().and_then(|b| b.get_mut(..len)) else {
             return Ok(None);

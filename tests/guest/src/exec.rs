@@ -116,6 +116,8 @@ pub struct As {
     pub chroot: Option<&'static str>,
     /// The child's working directory.
     pub cwd: Option<&'static str>,
+    /// Whether the child asks for fault injection (`/proc/self/make-it-fail`) first.
+    pub make_it_fail: bool,
 }
 
 /// How the child names the program to the kernel.
@@ -193,6 +195,13 @@ pub fn spawn_how(who: As, how: How, argv: &[&str], stdin: Stdin) -> Result<Child
                 if libc::chroot(root.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
                     libc::_exit(126);
                 }
+            }
+            if who.make_it_fail {
+                let fd = libc::open(c"/proc/self/make-it-fail".as_ptr(), libc::O_WRONLY);
+                if fd < 0 || libc::write(fd, c"1".as_ptr().cast(), 1) != 1 {
+                    libc::_exit(126);
+                }
+                libc::close(fd);
             }
             if let Some(dir) = &c_cwd {
                 if libc::chdir(dir.as_ptr()) != 0 {
