@@ -303,15 +303,7 @@ pub fn soak(seconds: u64) -> i32 {
         until: Some(std::time::Instant::now() + std::time::Duration::from_secs(seconds)),
     };
     let r = storm::storm(2, &storm_programs(), &b);
-    let bad: Vec<String> = dmesg()
-        .lines()
-        .filter(|l| {
-            ["BUG", "WARNING", "Oops", "rust_panic", "Call Trace"]
-                .iter()
-                .any(|w| l.contains(w))
-        })
-        .map(String::from)
-        .collect();
+    let bad = kernel_log_problems();
     match (r, bad.is_empty()) {
         (Ok(r), true) => {
             println!("soak: {r}; kernel log clean");
@@ -394,6 +386,39 @@ fn exec_selftests() -> Vec<(&'static str, Run)> {
             let path = format!("{DIR}/{name}");
             (name, run_as(who, &path, &[&path], Stdin::Null))
         })
+        .collect()
+}
+
+/// Mounts binfmt_misc with rules for every APE magic, the way Wine's MZ rule catches APEs.
+fn mount_misc_with_rules() -> Check {
+    sh("mount", &["-t", "binfmt_misc", "none", MISC])?;
+    for rule in [
+        ":mz:M::MZ::/bin/sentinel:",
+        ":jartsr:M::jartsr::/bin/sentinel:",
+        ":apedbg:M::APEDBG::/bin/sentinel:",
+    ] {
+        write(&format!("{MISC}/register"), rule)?;
+    }
+    Ok(())
+}
+
+/// Kernel log lines that report a bug, a warning or a crash.
+fn kernel_log_problems() -> Vec<String> {
+    dmesg()
+        .lines()
+        .filter(|l| {
+            [
+                "BUG",
+                "WARNING",
+                "Oops",
+                "rust_panic",
+                "Call Trace",
+                "kernel panic",
+            ]
+            .iter()
+            .any(|w| l.contains(w))
+        })
+        .map(String::from)
         .collect()
 }
 
@@ -878,17 +903,7 @@ fn plan() -> Vec<Test> {
         )
     }));
     // binfmt_misc with rules for every APE magic, the way Wine's MZ rule catches APEs.
-    v.push(t("misc.register_rules", || {
-        sh("mount", &["-t", "binfmt_misc", "none", MISC])?;
-        for rule in [
-            ":mz:M::MZ::/bin/sentinel:",
-            ":jartsr:M::jartsr::/bin/sentinel:",
-            ":apedbg:M::APEDBG::/bin/sentinel:",
-        ] {
-            write(&format!("{MISC}/register"), rule)?;
-        }
-        Ok(())
-    }));
+    v.push(t("misc.register_rules", mount_misc_with_rules));
     v.push(t("misc.ape_still_native", || check_payload(FAT, "exec")));
     if real_apes_run() {
         v.push(t("misc.ent_still_native", || {
@@ -940,14 +955,7 @@ fn plan() -> Vec<Test> {
     }));
     v.push(t("misc_reload.binfmt_misc_goes_ahead", || {
         sh("modprobe", &["binfmt_misc"])?;
-        sh("mount", &["-t", "binfmt_misc", "none", MISC])?;
-        for rule in [
-            ":mz:M::MZ::/bin/sentinel:",
-            ":jartsr:M::jartsr::/bin/sentinel:",
-            ":apedbg:M::APEDBG::/bin/sentinel:",
-        ] {
-            write(&format!("{MISC}/register"), rule)?;
-        }
+        mount_misc_with_rules()?;
         check_case(FAT, "exec", "sentinel")
     }));
     v.push(t("misc_reload.reloading_binfmt_ape_restores_order", || {
@@ -1032,22 +1040,7 @@ fn plan() -> Vec<Test> {
         }));
     }
     v.push(t("dmesg_clean", || {
-        let d = dmesg();
-        let bad: Vec<&str> = d
-            .lines()
-            .filter(|l| {
-                [
-                    "BUG",
-                    "WARNING",
-                    "Oops",
-                    "rust_panic",
-                    "Call Trace",
-                    "kernel panic",
-                ]
-                .iter()
-                .any(|w| l.contains(w))
-            })
-            .collect();
+        let bad = kernel_log_problems();
         if bad.is_empty() {
             Ok(())
         } else {
