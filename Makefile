@@ -3,16 +3,17 @@
 # binfmt_ape: build the module against a kernel tree, or run the QEMU demo and tests.
 #
 #   make [KDIR=...] [MO=...] [ARCH=...] [CROSS_COMPILE=...] [LLVM=1]   build binfmt_ape.ko
-#   make modules_install | clean
+#   make modules_install | clean | preflight [KDIR=...] [MODE=kernel|bundled] [KSRC=...]
 #   make demo [ARCH=arm64] [APE=file ARGS="..."]               run APEs in a QEMU guest
-#   make check                                                 every test, host and guests
+#   make check [GUESTS=...] [DEB_KERNELS=...]                  every test, host and guests
+#   make distro-check DEB_KERNEL=7.3.4+deb13-arm64             the guest suite on a Debian kernel
 #   make bench [ARCH=x86_64|arm64] [KVER=...]                  exec latency: table, JSON, chart
 #   make soak [SOAK_SECONDS=N] [ARCH=...] [KVER=...]           exec storm against load/unload
 #   make fixtures | fuzz [FUZZ_SECONDS=N] | setup
 
 KDIR ?= /lib/modules/$(shell uname -r)/build
 FUZZ_SECONDS ?= 60
-export ARCHES VARIANT GUESTS FUZZ_SECONDS FUZZ_SANITIZER
+export ARCHES VARIANT GUESTS DEB_KERNELS FUZZ_SECONDS FUZZ_SANITIZER
 kbuild_args := $(if $(ARCH),ARCH=$(ARCH)) $(if $(CROSS_COMPILE),CROSS_COMPILE=$(CROSS_COMPILE)) \
 	$(if $(LLVM),LLVM=$(LLVM)) $(if $(CLIPPY),CLIPPY=$(CLIPPY)) $(if $(APE_BENCH),APE_BENCH=$(APE_BENCH))
 
@@ -26,7 +27,7 @@ ifeq ($(kbuild_has_mo),y)
 kbuild := $(MAKE) -C $(KDIR) M=$(CURDIR) MO=$(mo) $(kbuild_args)
 else
 # Only into a new or empty directory, or one this did before (it replaces the copy).
-kbuild := { [ ! -e $(mo) ] || [ -e $(mo)/.binfmt-ape-copy ] || [ -z "$$(ls -A $(mo))" ] || \
+kbuild := { [ ! -e $(mo) ] || [ -e $(mo)/.binfmt-ape-copy ] || [ -z "$$(ls -A $(mo) | grep -v '^linux-source-')" ] || \
 	{ echo "MO=$(mo) is neither empty nor an earlier output directory" >&2; exit 1; }; } && \
 	rm -rf $(mo)/Kbuild $(mo)/src $(mo)/rust && mkdir -p $(mo) && touch $(mo)/.binfmt-ape-copy && \
 	cp -R Kbuild src rust $(mo)/ && $(MAKE) -C $(KDIR) M=$(mo) $(kbuild_args)
@@ -35,13 +36,24 @@ else
 kbuild := $(MAKE) -C $(KDIR) M=$(CURDIR) $(kbuild_args)
 endif
 
-.PHONY: all modules modules_install clean setup demo check bench soak fixtures fuzz test-host
+# Where to find the kernel's Rust crates' source when they are bundled (see scripts/preflight.sh).
+KSRC ?=
+MODE ?=
+
+.PHONY: all modules modules_install preflight clean setup demo check distro-check bench soak fixtures fuzz test-host
+
+# Checks the build's needs first and chooses the build mode (scripts/preflight.sh).
+preflight_out := $(or $(mo),$(CURDIR)/build)
+preflight := KSRC=$(KSRC) MODE=$(MODE) scripts/preflight.sh $(KDIR) $(preflight_out)
 
 all modules:
-	$(kbuild) modules
+	@vars=$$($(preflight)) && $(kbuild) modules $$vars
 
 modules_install:
-	$(kbuild) modules_install
+	@vars=$$($(preflight)) && $(kbuild) modules_install $$vars
+
+preflight:
+	@$(preflight) >/dev/null
 
 clean:
 	$(kbuild) clean
@@ -55,6 +67,10 @@ demo:
 
 check:
 	$(if $(KVER),KVER=$(KVER)) scripts/check.sh
+
+distro-check:
+	@[ -n "$(DEB_KERNEL)" ] || { echo "usage: make distro-check DEB_KERNEL=<Debian release, e.g. 6.12.118+deb13-arm64-16k>" >&2; exit 2; }
+	GUESTS=none HOST_TESTS=0 DEB_KERNELS="$(DEB_KERNEL)" scripts/check.sh
 
 bench:
 	scripts/setup.sh

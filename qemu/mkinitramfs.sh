@@ -9,6 +9,9 @@
 # Usage: mkinitramfs.sh OUT.cpio.gz KERNEL_BUILD_DIR MODULE.ko MODE [ARGS...]
 #   APE_FILE=path   also copy a user's APE to /ape/user/<name> (demo)
 #   PROFILE_KO=path the bench build of the module, as /lib/modules/binfmt_ape-bench.ko (bench)
+#   For a kernel not built here (a distribution's), KERNEL_BUILD_DIR is its headers and these
+#   say where the rest is: KRELEASE (its release), MISC_KO (its binfmt_misc.ko, if a module),
+#   KSELFTESTS (tools/testing/selftests of its source).
 set -euo pipefail
 LOG_TAG=initramfs
 . "$(dirname "$0")/../scripts/lib.sh"
@@ -54,7 +57,7 @@ printf '#!/bin/sh\necho "hello from #!"\n' >"$root/test/hello.sh"
 chmod 755 "$root/test/hello.sh"
 # The kernel's own exec selftests, from the source of the kernel under test, built static:
 # they must pass the same with and without binfmt_ape (the guest runs both).
-st=$kdir/source/tools/testing/selftests
+st=${KSELFTESTS:-$kdir/source/tools/testing/selftests}
 mkdir -p "$root/selftests/exec/subdir"
 for t in execveat non-regular null-argv recursion-depth; do
 	"${CROSS}gcc" -static -O2 -D_GNU_SOURCE -Wno-nonnull -I "$st" -o "$root/selftests/exec/$t" \
@@ -69,10 +72,11 @@ chmod -x "$root/selftests/exec/execveat.denatured"
 cp "$st/exec/Makefile" "$root/selftests/exec/"
 cp "$ko" "$root/lib/modules/binfmt_ape.ko"
 [ -z "${PROFILE_KO:-}" ] || cp "$PROFILE_KO" "$root/lib/modules/binfmt_ape-bench.ko"
-release=$(cat "$kdir/include/config/kernel.release")
-if [ -e "$kdir/fs/binfmt_misc.ko" ]; then
+release=${KRELEASE:-$(cat "$kdir/include/config/kernel.release")}
+misc_ko=${MISC_KO:-$kdir/fs/binfmt_misc.ko}
+if [ -e "$misc_ko" ]; then
 	mkdir -p "$root/lib/modules/$release/kernel/fs"
-	cp "$kdir/fs/binfmt_misc.ko" "$root/lib/modules/$release/kernel/fs/"
+	cp "$misc_ko" "$root/lib/modules/$release/kernel/fs/binfmt_misc.ko"
 	echo "kernel/fs/binfmt_misc.ko:" >"$root/lib/modules/$release/modules.dep"
 fi
 if [ -n "${APE_FILE:-}" ]; then

@@ -5,6 +5,8 @@
  * build against every supported series.
  */
 
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
 #include <linux/binfmts.h>
 #include <linux/err.h>
 #include <linux/fs.h>
@@ -27,9 +29,15 @@ MODULE_SOFTDEP("pre: binfmt_misc");
 static DEFINE_RATELIMIT_STATE(binfmt_ape_log_rs, DEFAULT_RATELIMIT_INTERVAL,
 			      DEFAULT_RATELIMIT_BURST);
 
-bool binfmt_ape_log_ratelimit(void)
+/*
+ * Printed from C, not with the kernel crate's pr_info!: that passes its arguments as %pA,
+ * which only kernels built with CONFIG_RUST understand (others print a WARN), and binfmt_ape
+ * also runs on those.
+ */
+void binfmt_ape_log_declined(const char *path, const char *why, size_t why_len)
 {
-	return __ratelimit(&binfmt_ape_log_rs);
+	if (__ratelimit(&binfmt_ape_log_rs))
+		pr_info("%s: not run natively: %.*s\n", path, (int)min_t(size_t, why_len, INT_MAX), why);
 }
 
 loff_t binfmt_ape_i_size(struct file *file)

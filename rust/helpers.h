@@ -17,7 +17,7 @@ loff_t binfmt_ape_i_size(struct file *file);
 const void *binfmt_ape_map_cached(struct file *file, loff_t pos, size_t *len,
 				  struct folio **foliop);
 void binfmt_ape_unmap_cached(const void *addr, struct folio *folio);
-bool binfmt_ape_log_ratelimit(void);
+void binfmt_ape_log_declined(const char *path, const char *why, size_t why_len);
 bool binfmt_ape_gains_privilege(struct linux_binprm *bprm);
 
 #endif

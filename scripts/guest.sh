@@ -18,21 +18,10 @@ if [ "$mode" = bench ]; then
 	PROFILE_KO=$(CLIPPY=1 APE_BENCH=1 "$BINFMT_APE_ROOT"/scripts/build-module.sh "$kdir")
 	export PROFILE_KO
 fi
-log "building the guest runner for $RUST_TARGET"
-CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc \
-	cargo build --quiet --release --manifest-path "$BINFMT_APE_ROOT/tests/Cargo.toml" \
-	-p guest --target "$RUST_TARGET" --bins
-"$BINFMT_APE_ROOT"/scripts/fixtures.sh
+build_guest_programs
 # The debug kernel turns any WARN into a panic, which run.sh reports with the console.
 if [ "$VARIANT" = debug ]; then
 	export KERNEL_APPEND="${KERNEL_APPEND:-} panic_on_warn=1"
 	TIMEOUT=${TIMEOUT:-1800}
 fi
-name=$KVER-$KARCH-$VARIANT-$mode
-mkdir -p "$BUILD"
-"$BINFMT_APE_ROOT"/qemu/mkinitramfs.sh "$BUILD/$name.cpio.gz" "$kdir" "$ko" "$@"
-log "booting the $KARCH guest ($mode)"
-status=0
-"$BINFMT_APE_ROOT"/qemu/run.sh "$kdir/$IMAGE" "$BUILD/$name.cpio.gz" "$BUILD/$name.log" "${TIMEOUT:-600}" || status=$?
-echo "$BUILD/$name.log"
-exit "$status"
+boot_guest "$KVER-$KARCH-$VARIANT-$mode" "$kdir/$IMAGE" "$kdir" "$ko" "$@"

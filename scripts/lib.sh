@@ -109,7 +109,8 @@ DEBIAN_SUITES=${DEBIAN_SUITES:-"trixie trixie-updates trixie-security trixie-bac
 # machine's mirror, main only), lists and cache. Other Debian suites (trixie-backports, sid)
 # are looked up this way, never added to the host's own sources, where they would upgrade
 # the host. The lists are refreshed once a day.
-# Usage: apt_private NAME "SUITE..." ARCHES APT_GET_ARGS...   (ARCHES: e.g. "amd64,arm64")
+# Usage: apt_private NAME "SUITE..." ARCHES APT_GET_ARGS...   (ARCHES: e.g. "amd64,arm64";
+#        APT_TOOL=apt-cache runs that instead of apt-get)
 apt_private() {
 	local name=$1 suites=$2 arches=$3 dir=$CACHE/apt/$1 mirror security s
 	shift 3
@@ -135,5 +136,35 @@ apt_private() {
 		touch "$dir/.updated"
 	fi
 	rm -f "$dir/sources.list.new"
-	apt-get "${opts[@]}" "$@"
+	"${APT_TOOL:-apt-get}" "${opts[@]}" "$@"
+}
+
+# The newest Debian kernel ABI of a series for a Debian release (e.g. 6.12 deb13 -> 6.12.118+deb13).
+debian_newest_abi() {
+	APT_TOOL=apt-cache apt_private debian "$DEBIAN_SUITES" amd64,arm64 pkgnames "linux-headers-$1." |
+		sed -n "s/^linux-headers-\($1\.[0-9]*+$2\)-common\$/\1/p" | sort -V | tail -n1
+}
+
+# The guest's programs (runner, benchmark) for $RUST_TARGET, and the fixtures.
+build_guest_programs() {
+	log "building the guest runner for $RUST_TARGET"
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc \
+		cargo build --quiet --release --manifest-path "$BINFMT_APE_ROOT/tests/Cargo.toml" \
+		-p guest --target "$RUST_TARGET" --bins
+	"$BINFMT_APE_ROOT"/scripts/fixtures.sh
+}
+
+# Builds the initramfs for a guest and boots it: boot_guest NAME IMAGE KDIR KO MODE [ARGS...]
+# (KDIR and the environment as qemu/mkinitramfs.sh takes them). Prints the console log's path
+# (build/NAME.log); returns qemu/run.sh's status.
+boot_guest() {
+	local name=$1 image=$2 kdir=$3 ko=$4 status=0
+	shift 4
+	mkdir -p "$BUILD"
+	"$BINFMT_APE_ROOT"/qemu/mkinitramfs.sh "$BUILD/$name.cpio.gz" "$kdir" "$ko" "$@"
+	log "booting $name"
+	"$BINFMT_APE_ROOT"/qemu/run.sh "$image" "$BUILD/$name.cpio.gz" "$BUILD/$name.log" "${TIMEOUT:-600}" ||
+		status=$?
+	echo "$BUILD/$name.log"
+	return "$status"
 }

@@ -89,23 +89,33 @@ static DECLINED_SETID: AtomicUsize = AtomicUsize::new(0);
 static ELF_REFUSED: AtomicUsize = AtomicUsize::new(0);
 
 #[cfg(not(ape_bench))]
-const SYSCTL_ENTRIES: [Entry; 11] = ENTRIES;
+const SYSCTL_LEN: usize = 11;
 #[cfg(ape_bench)]
-const SYSCTL_ENTRIES: [Entry; 14] = bench::entries(ENTRIES);
+const SYSCTL_LEN: usize = 14;
 
-const ENTRIES: [Entry; 11] = [
-    Entry::Switch(c_str!("enabled"), &ENABLED),
-    Entry::Switch(c_str!("setid"), &SETID),
-    Entry::Counter(c_str!("handled"), &HANDLED),
-    Entry::Counter(c_str!("elf_refused"), &ELF_REFUSED),
-    Entry::Counter(c_str!("declined_debug"), &DECLINED_DEBUG),
-    Entry::Counter(c_str!("declined_no_header"), &DECLINED_NO_HEADER),
-    Entry::Counter(c_str!("declined_no_machine"), &DECLINED_NO_MACHINE),
-    Entry::Counter(c_str!("declined_invalid"), &DECLINED_INVALID),
-    Entry::Counter(c_str!("declined_setid"), &DECLINED_SETID),
-    Entry::Counter(c_str!("read_errors"), &READ_ERRORS),
-    Entry::Counter(c_str!("alloc_errors"), &ALLOC_ERRORS),
-];
+/// The entries of `/proc/sys/fs/binfmt_ape`. Made at run time, not a `const`: rustc 1.85, the
+/// oldest that 7.x kernels accept (Debian 13's), refuses a `const` whose value refers to these
+/// statics.
+// The `let` is the bench build's hook.
+#[allow(clippy::let_and_return)]
+fn sysctl_entries() -> [Entry; SYSCTL_LEN] {
+    let entries = [
+        Entry::Switch(c_str!("enabled"), &ENABLED),
+        Entry::Switch(c_str!("setid"), &SETID),
+        Entry::Counter(c_str!("handled"), &HANDLED),
+        Entry::Counter(c_str!("elf_refused"), &ELF_REFUSED),
+        Entry::Counter(c_str!("declined_debug"), &DECLINED_DEBUG),
+        Entry::Counter(c_str!("declined_no_header"), &DECLINED_NO_HEADER),
+        Entry::Counter(c_str!("declined_no_machine"), &DECLINED_NO_MACHINE),
+        Entry::Counter(c_str!("declined_invalid"), &DECLINED_INVALID),
+        Entry::Counter(c_str!("declined_setid"), &DECLINED_SETID),
+        Entry::Counter(c_str!("read_errors"), &READ_ERRORS),
+        Entry::Counter(c_str!("alloc_errors"), &ALLOC_ERRORS),
+    ];
+    #[cfg(ape_bench)]
+    let entries = bench::entries(entries);
+    entries
+}
 
 struct Ape;
 
@@ -261,13 +271,18 @@ fn decline(bprm: &Binprm, e: ape::Error) {
     log_decline(bprm, e.name());
 }
 
-/// Says why an APE is not run natively, rate-limited.
+/// Says why an APE is not run natively, rate-limited (by the module's own ratelimit state).
 fn log_decline(bprm: &Binprm, why: &str) {
-    // SAFETY: No preconditions: it takes the module's own ratelimit state's lock.
-    if unsafe { bindings::binfmt_ape_log_ratelimit() } {
-        // `interp` is the APE itself also when a `#!` script or binfmt_misc named it.
-        pr_info!("{}: not run natively: {}\n", bprm.interp(), why);
-    }
+    // `interp` is the APE itself also when a `#!` script or binfmt_misc named it.
+    // SAFETY: `interp` is NUL-terminated and lives as long as `bprm`; `why` is `why.len()`
+    // readable bytes, which the helper prints with a precision, not as a C string.
+    unsafe {
+        bindings::binfmt_ape_log_declined(
+            bprm.interp().as_char_ptr(),
+            why.as_ptr().cast(),
+            why.len(),
+        )
+    };
 }
 
 /// Fills `buf` from offset `pos` until it is full or the file ends; returns the bytes read.
@@ -341,7 +356,7 @@ struct BinfmtApe {
 #[pin_data]
 struct Registrations {
     #[pin]
-    sysctl: sysctl::Registration<{ SYSCTL_ENTRIES.len() }>,
+    sysctl: sysctl::Registration<SYSCTL_LEN>,
     #[pin]
     binfmt: binfmt::Registration<Ape>,
     #[pin]
@@ -365,7 +380,7 @@ impl kernel::Module for BinfmtApe {
         let restore = unsafe { binfmt::Registration::new(module, false) };
         let reg = KBox::pin_init(
             try_pin_init!(Registrations {
-                sysctl <- sysctl::Registration::new(c_str!("fs/binfmt_ape"), SYSCTL_ENTRIES),
+                sysctl <- sysctl::Registration::new(c_str!("fs/binfmt_ape"), sysctl_entries()),
                 binfmt <- binfmt,
                 restore <- restore,
             }),

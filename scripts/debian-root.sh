@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# A Debian 13 (trixie) machine to build the module on, the way a user of Debian's stock
+# kernels would: a root made by mmdebstrap from Debian's own packages (rustc, rust-src,
+# bindgen, libclang, gcc, make, the arm64 cross compiler), then, per kernel release, that
+# release's headers and its series' linux-source package, installed with the root's apt.
+#
+#   scripts/debian-root.sh                 print the root's path (made if missing)
+#   scripts/debian-root.sh release REL     also install REL's headers (e.g. 7.3.4+deb13-arm64)
+#                                          and linux-source-X.Y; prints the root's path
+#   scripts/debian-root.sh run CMD...      run CMD inside the root (/proc, /dev, /work bound)
+#
+# The root is cached under $CACHE/debian-root/<key>; the key covers the suites and the
+# versions apt would install of the toolchain packages, so a Debian update makes a new root.
+# Nothing here touches the host's own apt configuration: versions are looked up with a
+# private apt state (lib.sh's apt_private), and the root's sources name this machine's mirror.
+set -euo pipefail
+LOG_TAG=debian-root
+. "$(dirname "$0")/lib.sh"
+
+ROOT_SUITES="trixie trixie-updates trixie-security trixie-backports"
+ROOT_PACKAGES="rustc rust-src bindgen libclang-dev gcc make libc6-dev bc kmod xz-utils
+	gcc-aarch64-linux-gnu ca-certificates"
+
+root_key() {
+	local versions
+	# shellcheck disable=SC2086
+	versions=$(apt_private trixie "$ROOT_SUITES" amd64 -qq --no-install-recommends \
+		--print-uris install $ROOT_PACKAGES 2>/dev/null | awk '{ print $2 }' | sort) ||
+		die "cannot resolve the root's packages in $ROOT_SUITES"
+	{ echo "$ROOT_SUITES"; echo "$ROOT_PACKAGES"; echo "$versions"; } | sha256sum | cut -c1-16
+}
+
+root_sources() {
+	local mirror security s
+	mirror=$(debian_mirror) security=$(debian_mirror security)
+	for s in $ROOT_SUITES; do
+		case "$s" in
+		*-security) printf 'deb %s %s main\n' "$security" "$s" ;;
+		*) printf 'deb %s %s main\n' "$mirror" "$s" ;;
+		esac
+	done
+}
+
+make_root() {
+	local key dir
+	key=$(root_key)
+	dir=$CACHE/debian-root/$key
+	if [ ! -e "$dir/.done" ]; then
+		command -v mmdebstrap >/dev/null || die "mmdebstrap is missing: run scripts/setup.sh (package mmdebstrap)"
+		log "mmdebstrap: Debian trixie root with $(echo $ROOT_PACKAGES) (about 2 minutes)"
+		rm -rf "$dir" && mkdir -p "$(dirname "$dir")"
+		local sources=()
+		mapfile -t sources < <(root_sources)
+		# shellcheck disable=SC2086
+		mmdebstrap --quiet --variant=minbase --components=main \
+			--include="$(echo $ROOT_PACKAGES | tr ' ' ,)" \
+			--aptopt='APT::Install-Recommends "false"' \
+			trixie "$dir" "${sources[@]}" >&2 || { rm -rf "$dir"; die "mmdebstrap failed"; }
+		touch "$dir/.done"
+		# Older roots are superseded by this one.
+		find "$CACHE/debian-root" -mindepth 1 -maxdepth 1 -type d ! -name "$key" -exec rm -rf {} + 2>/dev/null || true
+	fi
+	echo "$dir"
+}
+
+# Runs "$@" in the root with /proc, /dev and this work tree ($BINFMT_APE_ROOT at /work) bound.
+in_root() {
+	local dir=$1
+	shift
+	mkdir -p "$dir/work"
+	unshare --mount --propagation private bash -c '
+		set -e; d=$1; w=$2; shift 2
+		mount -t proc proc "$d/proc"
+		mount --rbind /dev "$d/dev"
+		mount --bind "$w" "$d/work"
+		cp /etc/resolv.conf "$d/etc/resolv.conf" 2>/dev/null || true
+		exec chroot "$d" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"
+	' in-root "$dir" "$BINFMT_APE_ROOT" "$@"
+}
+
+# Installs a kernel release's headers (and its series' source) into the root. An amd64 release
+# is apt-installed; another arch's headers package is unpacked next to the amd64 linux-kbuild
+# of the same version (its scripts are host programs), as a cross-building user would.
+install_release() {
+	local dir=$1 rel=$2 ver flavour series debarch
+	ver=${rel%-*} flavour=${rel##*+deb[0-9][0-9]-}
+	[ "$ver" != "$rel" ] || die "'$rel' is not a Debian kernel release (like 6.12.118+deb13-amd64)"
+	case "$rel" in
+	*-amd64) debarch=amd64 ;; *-arm64|*-arm64-16k) debarch=arm64 ver=${rel%-arm64*} ;;
+	*) die "'$rel': only amd64, arm64 and arm64-16k flavours are supported" ;;
+	esac
+	series=$(echo "$ver" | cut -d. -f1,2)
+	if [ -e "$dir/usr/src/linux-headers-$rel/.config" ] && [ -e "$dir/usr/src/linux-source-$series.tar.xz" ]; then
+		return 0
+	fi
+	log "installing headers for $rel and linux-source-$series into the Debian root"
+	local pkgs=("linux-source-$series" "linux-headers-$ver-common" "linux-kbuild-$ver")
+	[ "$debarch" = amd64 ] && pkgs+=("linux-headers-$rel")
+	in_root "$dir" apt-get -qq update >&2
+	in_root "$dir" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >&2 ||
+		die "apt-get install ${pkgs[*]} failed in the Debian root"
+	if [ "$debarch" != amd64 ]; then
+		(cd "$dir/tmp" && rm -f linux-headers-*.deb &&
+			apt_private debian "$DEBIAN_SUITES" amd64,arm64 -qq download "linux-headers-$rel:$debarch" >&2 &&
+			dpkg-deb -x linux-headers-"$rel"_*.deb "$dir" && rm -f linux-headers-*.deb) ||
+			die "cannot fetch linux-headers-$rel"
+	fi
+	[ -e "$dir/usr/src/linux-headers-$rel/.config" ] || die "linux-headers-$rel has no .config"
+}
+
+case "${1:-}" in
+-h|--help) sed -n '3,17p' "$0" ;;
+"") make_root ;;
+release) dir=$(make_root); install_release "$dir" "${2:?release}"; echo "$dir" ;;
+run) shift; dir=$(make_root); in_root "$dir" "$@" ;;
+*) die "unknown command '$1' (see --help)" ;;
+esac

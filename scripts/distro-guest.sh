@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# The guest suite on a Debian kernel, unmodified: Debian's own image and modules, and
+# binfmt_ape.ko built the way a Debian user builds it, in a Debian 13 root
+# (scripts/debian-root.sh) with `make KDIR=/usr/src/linux-headers-REL`.
+#
+# Usage: distro-guest.sh REL [MODE [ARGS...]]   (REL: e.g. 7.3.4+deb13-amd64, 6.12.118+deb13-arm64-16k;
+#        MODE: check (default) or demo; MODE=kernel|bundled forces a build mode; TIMEOUT)
+# Prints the console log's path; the module's build log is beside it. Packages come from a
+# private apt state (lib.sh's apt_private) and are cached under $CACHE/debian-kernel.
+set -euo pipefail
+LOG_TAG=debian
+. "$(dirname "$0")/lib.sh"
+
+rel=${1:?usage: distro-guest.sh RELEASE [MODE [ARGS...]]}
+shift
+[ $# -gt 0 ] || set -- check
+case "$rel" in
+*-amd64) debarch=amd64 ARCH=x86_64 ;;
+*-arm64|*-arm64-16k) debarch=arm64 ARCH=arm64 ;;
+*) die "'$rel': a Debian kernel release with an amd64, arm64 or arm64-16k flavour" ;;
+esac
+export ARCH
+arch_facts "$ARCH"
+series=$(echo "$rel" | cut -d. -f1,2)
+
+# --- Debian's kernel image and modules ------------------------------------------------------
+# 7.x ships the image in linux-binary-REL and the modules in linux-modules-REL; 6.12 both in
+# linux-image-REL.
+kernel_files() {
+	local dir=$CACHE/debian-kernel/$rel tmp pkgs=() p
+	if [ ! -e "$dir/.done" ]; then
+		tmp=$(mktemp -d)
+		log "fetching Debian's kernel $rel"
+		for p in "linux-binary-$rel" "linux-modules-$rel"; do
+			(cd "$tmp" && apt_private debian "$DEBIAN_SUITES" amd64,arm64 -qq download "$p:$debarch" 2>/dev/null) &&
+				pkgs+=("$p")
+		done
+		if [ "${#pkgs[@]}" = 0 ]; then
+			(cd "$tmp" && apt_private debian "$DEBIAN_SUITES" amd64,arm64 -qq download "linux-image-$rel:$debarch") ||
+				die "no linux-binary-$rel nor linux-image-$rel in $DEBIAN_SUITES"
+		fi
+		mkdir -p "$tmp/x"
+		for p in "$tmp"/*.deb; do dpkg-deb -x "$p" "$tmp/x"; done
+		local image misc
+		image=$(ls "$tmp/x/usr/lib/modules/$rel/vmlinuz" "$tmp/x/boot/vmlinuz-$rel" 2>/dev/null | head -n1)
+		[ -n "$image" ] || die "Debian's packages for $rel hold no vmlinuz"
+		rm -rf "$dir" && mkdir -p "$dir"
+		# QEMU boots x86's bzImage as it is, and arm64's Image only uncompressed.
+		if [ "$debarch" = arm64 ] && gzip -t "$image" 2>/dev/null; then
+			gzip -dc "$image" >"$dir/Image"
+		else
+			cp "$image" "$dir/Image"
+		fi
+		misc=$(find "$tmp/x" -name 'binfmt_misc.ko*' | head -n1)
+		case "$misc" in
+		*.xz) xz -dc "$misc" >"$dir/binfmt_misc.ko" ;;
+		*.zst) zstd -qdc "$misc" >"$dir/binfmt_misc.ko" ;;
+		?*) cp "$misc" "$dir/binfmt_misc.ko" ;;
+		esac
+		rm -rf "$tmp"
+		touch "$dir/.done"
+	fi
+	echo "$dir"
+}
+
+# --- the module, built in the Debian root ---------------------------------------------------
+root=$("$BINFMT_APE_ROOT"/scripts/debian-root.sh release "$rel")
+kfiles=$(kernel_files)
+# The output directory lives in the root, so what does not change (the kernel's crates) is
+# built once per root and release, whatever the clone.
+out=/var/cache/binfmt-ape/$rel
+blog=$BUILD/debian-$rel.build.log
+mkdir -p "$BUILD"
+log "building binfmt_ape.ko in the Debian root: make KDIR=/usr/src/linux-headers-$rel"
+"$BINFMT_APE_ROOT"/scripts/debian-root.sh run sh -c "mkdir -p $out && cd /work && \
+	make KDIR=/usr/src/linux-headers-$rel MO=$out ${MODE:+MODE=$MODE} modules" >"$blog" 2>&1 ||
+	{ cat "$blog" >&2; die "module build failed"; }
+grep -h 'build mode' "$blog" >&2 || true
+ko=$root$out/binfmt_ape.ko
+"${CROSS}strip" --strip-debug -o "$ko.stripped" "$ko"
+log "binfmt_ape.ko: $(($(stat -c %s "$ko") / 1024)) KiB, $(($(stat -c %s "$ko.stripped") / 1024)) KiB without debug info"
+rm -f "$ko.stripped"
+
+# --- the exec selftests, from the series' source in the root -----------------------------------
+st=$CACHE/debian-kernel/selftests-$series
+tarball=$root/usr/src/linux-source-$series.tar.xz
+if [ "$(cat "$st/.from" 2>/dev/null)" != "$(stat -c '%s %Y' "$tarball")" ]; then
+	rm -rf "$st" && mkdir -p "$st"
+	tar -xf "$tarball" -C "$st" --strip-components=4 --wildcards \
+		'*/tools/testing/selftests/exec/*' '*/tools/testing/selftests/*.h'
+	stat -c '%s %Y' "$tarball" >"$st/.from"
+fi
+
+build_guest_programs
+KRELEASE=$rel MISC_KO=$kfiles/binfmt_misc.ko KSELFTESTS=$st \
+	boot_guest "debian-$rel-$1" "$kfiles/Image" "$root/usr/src/linux-headers-$rel" "$ko" "$@"
