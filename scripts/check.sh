@@ -11,7 +11,7 @@
 # - Debian's stock kernels, unmodified, with the module built in a Debian 13 root as a user
 #   would (bundled Rust: Debian's kernels have no usable Rust metadata): DEB_KERNELS, a list of
 #   releases (default: the newest 6.12+deb13 as amd64, arm64 and arm64-16k, and 7.3.4+deb13 as
-#   amd64; "none" for none).
+#   amd64 and arm64; "none" for none).
 # HOST_TESTS=0 skips the host side (make distro-check).
 set -euo pipefail
 LOG_TAG=check
@@ -35,8 +35,7 @@ fi
 if [ -z "${DEB_KERNELS:-}" ]; then
 	abi612=$(debian_newest_abi 6.12 deb13)
 	[ -n "$abi612" ] || die "no Debian 6.12+deb13 kernel found (private apt state)"
-	# 7.3.4+deb13-arm64 is not in the list yet: its bundled build fails (see README, Known limits).
-	DEB_KERNELS="$abi612-amd64 $abi612-arm64 $abi612-arm64-16k 7.3.4+deb13-amd64"
+	DEB_KERNELS="$abi612-amd64 $abi612-arm64 $abi612-arm64-16k 7.3.4+deb13-amd64 7.3.4+deb13-arm64"
 fi
 [ "$DEB_KERNELS" != none ] || DEB_KERNELS=
 
