@@ -11,7 +11,7 @@ LOG_TAG=module
 case "${1:-}" in -h|--help|"") echo "Usage: $0 KERNEL_BUILD_DIR   (ARCH=x86_64|arm64, CLIPPY=1, APE_BENCH=1 for make bench)"; exit 0 ;; esac
 kdir=$1
 arch_facts "$ARCH"
-out=$BUILD/module/$(basename "$kdir")${APE_BENCH:+-bench}
+out=$BUILD/module/$(basename "$kdir")${APE_BENCH:+-bench}${MODE:+-$MODE}
 log=$out.log
 mkdir -p "$BUILD/module"
 log "building binfmt_ape.ko for $KARCH against $(basename "$kdir")"

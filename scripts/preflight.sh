@@ -11,8 +11,9 @@
 #            `rustc --version` byte-identical to CONFIG_RUSTC_VERSION_TEXT (rustc hashes its
 #            version into every crate, so no other rustc can use that metadata);
 #   bundled  everything else, CONFIG_RUST=n included: the kernel's Rust support crates are
-#            compiled from the same series' source (KSRC=, or the linux-source-X.Y package's
-#            tarball in /usr/src, unpacked into OUT) and linked into the module.
+#            compiled from the same series' source (KSRC=, KDIR/source of a build tree, or the
+#            linux-source-X.Y package's tarball in /usr/src, unpacked into OUT) and linked into
+#            the module.
 # Human-readable lines go to stderr; on success stdout holds the make variables for Kbuild.
 set -uo pipefail
 
@@ -81,6 +82,10 @@ esac
 # --- bundled: the series' source, rust-src, bindgen and libclang ----------------------------
 ksrc=
 if [ "$mode" = bundled ] && [ -n "$series" ]; then
+	# A kernel build tree made with O= links its source: that is the series' source.
+	if [ -z "${KSRC:-}" ] && [ -e "$kdir/source/rust/kernel/lib.rs" ]; then
+		KSRC=$kdir/source
+	fi
 	if [ -n "${KSRC:-}" ]; then
 		ksrc=$(cd "$KSRC" 2>/dev/null && pwd)
 		[ -n "$ksrc" ] && [ -e "$ksrc/rust/kernel/lib.rs" ] ||
@@ -144,7 +149,7 @@ if [ "$mode" = bundled ]; then
 	# rustc-min-version in the kernel's Makefiles reads CONFIG_RUSTC_VERSION, which describes
 	# the rustc the kernel was built with (0 without Rust): describe this one instead.
 	v=$(echo "$rustc_text" | sed -E 's/^rustc ([0-9]+)\.([0-9]+)\.([0-9]+).*/\1 \2 \3/' |
-		awk '{ printf "%d", $1 * 10000 + $2 * 100 + $3 }')
+		awk '{ printf "%d", $1 * 100000 + $2 * 100 + $3 }')
 	printf ' APE_KSRC=%s CONFIG_RUSTC_VERSION=%s' "$ksrc" "$v"
 fi
 echo
