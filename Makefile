@@ -9,11 +9,13 @@
 #   make distro-check DEB_KERNEL=7.3.4+deb13-arm64             the guest suite on a Debian kernel
 #   make bench [ARCH=x86_64|arm64] [KVER=...]                  exec latency: table, JSON, chart
 #   make soak [SOAK_SECONDS=N] [ARCH=...] [KVER=...]           exec storm against load/unload
+#   make dkms-install | dkms-uninstall                         register with DKMS, as root
+#   make deb                                                   binfmt-ape-dkms and -utils .debs
 #   make fixtures | fuzz [FUZZ_SECONDS=N] | setup
 
 KDIR ?= /lib/modules/$(shell uname -r)/build
 FUZZ_SECONDS ?= 60
-export ARCHES VARIANT GUESTS DEB_KERNELS FUZZ_SECONDS FUZZ_SANITIZER
+export ARCHES VARIANT GUESTS DEB_KERNELS DKMS_KERNELS FUZZ_SECONDS FUZZ_SANITIZER
 kbuild_args := $(if $(ARCH),ARCH=$(ARCH)) $(if $(CROSS_COMPILE),CROSS_COMPILE=$(CROSS_COMPILE)) \
 	$(if $(LLVM),LLVM=$(LLVM)) $(if $(CLIPPY),CLIPPY=$(CLIPPY)) $(if $(APE_BENCH),APE_BENCH=$(APE_BENCH))
 
@@ -40,7 +42,7 @@ endif
 KSRC ?=
 MODE ?=
 
-.PHONY: all modules modules_install preflight clean setup demo check distro-check bench soak fixtures fuzz test-host
+.PHONY: all modules modules_install preflight dkms-src dkms-install dkms-uninstall deb clean setup demo check distro-check bench soak fixtures fuzz test-host
 
 # Checks the build's needs first and chooses the build mode (scripts/preflight.sh).
 preflight_out := $(or $(mo),$(CURDIR)/build)
@@ -53,7 +55,28 @@ modules_install:
 	@vars=$$($(preflight)) && $(kbuild) modules_install $$vars
 
 preflight:
-	@$(preflight) >/dev/null
+	@PREFLIGHT_VERBOSE=1 $(preflight) >/dev/null
+
+# DKMS: the sources DKMS builds from (also what binfmt-ape-dkms installs), and their version.
+version := $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' debian/changelog)
+DKMS_SRC ?= /usr/src/binfmt-ape-$(version)
+
+dkms-src:
+	install -d $(DKMS_SRC)/scripts
+	cp -r Kbuild Makefile src rust $(DKMS_SRC)/
+	install -m 755 scripts/preflight.sh $(DKMS_SRC)/scripts/
+
+dkms-install: dkms-src
+	sed 's/#MODULE_VERSION#/$(version)/' dkms.conf >$(DKMS_SRC)/dkms.conf
+	dkms add binfmt-ape/$(version)
+	dkms install binfmt-ape/$(version)
+
+dkms-uninstall:
+	dkms remove binfmt-ape/$(version) --all
+	rm -rf /usr/src/binfmt-ape-$(version)
+
+deb:
+	scripts/deb.sh
 
 clean:
 	$(kbuild) clean
@@ -70,7 +93,7 @@ check:
 
 distro-check:
 	@[ -n "$(DEB_KERNEL)" ] || { echo "usage: make distro-check DEB_KERNEL=<Debian release, e.g. 6.12.118+deb13-arm64-16k>" >&2; exit 2; }
-	GUESTS=none HOST_TESTS=0 DEB_KERNELS="$(DEB_KERNEL)" scripts/check.sh
+	GUESTS=none HOST_TESTS=0 DKMS_KERNELS=none DEB_KERNELS="$(DEB_KERNEL)" scripts/check.sh
 
 bench:
 	scripts/setup.sh

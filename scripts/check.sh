@@ -12,13 +12,15 @@
 #   would (bundled Rust: Debian's kernels have no usable Rust metadata): DEB_KERNELS, a list of
 #   releases (default: the newest 6.12+deb13 as amd64, arm64 and arm64-16k, and 7.3.4+deb13 as
 #   amd64 and arm64; "none" for none).
-# HOST_TESTS=0 skips the host side (make distro-check).
+# - The Debian packages: make deb, and on Debian's 6.12 and 7.3 amd64 the apt-get install ->
+#   DKMS -> boot -> kernel update -> purge cycle (DKMS_KERNELS).
+# HOST_TESTS=0 skips the host side (make distro-check, which also sets DKMS_KERNELS=none).
 set -euo pipefail
 LOG_TAG=check
 kvers=${KVER:-}
 . "$(dirname "$0")/lib.sh"
 
-case "${1:-}" in -h|--help) sed -n '3,15p' "$0"; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '3,17p' "$0"; exit 0 ;; esac
 
 DEFAULT_GUESTS="6.12/x86_64 7.3/arm64/64k 7.3/x86_64/debug"
 if [ -z "${GUESTS:-}" ]; then
@@ -38,6 +40,10 @@ if [ -z "${DEB_KERNELS:-}" ]; then
 	DEB_KERNELS="$abi612-amd64 $abi612-arm64 $abi612-arm64-16k 7.3.4+deb13-amd64 7.3.4+deb13-arm64"
 fi
 [ "$DEB_KERNELS" != none ] || DEB_KERNELS=
+if [ -z "${DKMS_KERNELS:-}" ] && [ -n "$DEB_KERNELS" ]; then
+	DKMS_KERNELS="$(debian_newest_abi 6.12 deb13)-amd64 7.3.4+deb13-amd64"
+fi
+[ "${DKMS_KERNELS:-none}" != none ] || DKMS_KERNELS=
 
 passed=0 failed=0
 result() { # result NAME STATUS
@@ -110,6 +116,12 @@ if [ "${HOST_TESTS:-1}" = 1 ]; then
 	s=0; cargo fmt --quiet --manifest-path tests/Cargo.toml --all --check >/dev/null || s=$?
 	result "rustfmt: host and guest sources" "$s"
 
+	s=0
+	for f in flake.nix nix/*.nix; do
+		nix-instantiate --option build-users-group "" --parse "$f" >/dev/null || s=$?
+	done
+	result "nix: flake.nix and nix/*.nix parse (nix-instantiate --parse)" "$s"
+
 	log "fuzz smoke (${FUZZ_SECONDS:-60} s)"
 	s=0; FUZZ_SECONDS=${FUZZ_SECONDS:-60} scripts/fuzz.sh || s=$?
 	result "fuzz smoke: no crash, no differential mismatch" "$s"
@@ -125,9 +137,35 @@ for guest in $GUESTS; do
 done
 
 for rel in $DEB_KERNELS; do
+	# A release of the DKMS cycle below boots with the module DKMS built instead.
+	case " $DKMS_KERNELS " in *" $rel "*) continue ;; esac
 	log "guest suite: Debian's $rel"
 	guest "debian-$rel" scripts/distro-guest.sh "$rel" check
 done
+
+# The Debian packages, as a user installs them: make deb (lintian), then on 6.12 and 7.3
+# (amd64) apt-get install -> DKMS build -> boot Debian's kernel with the DKMS-built module ->
+# a kernel update rebuilt by DKMS -> apt-get purge (scripts/dkms-check.sh). DKMS_KERNELS
+# overrides the releases ("none": skip).
+if [ -n "$DKMS_KERNELS" ]; then
+	log "Debian packages: make deb, lintian"
+	s=0; debdir=$(scripts/deb.sh) || s=$?
+	result "make deb: binfmt-ape-dkms and binfmt-ape-utils, lintian without errors" "$s"
+	# The kernel update: the 6.12 release before the newest.
+	update=$(debian_newest_abi 6.12 deb13 2)-amd64
+	for rel in $DKMS_KERNELS; do
+		[ "$s" = 0 ] || break
+		log "DKMS cycle: $rel, then a kernel update to $update"
+		rm -f "$BUILD/dkms-$rel.results"
+		guest "dkms-$rel" scripts/dkms-check.sh "$debdir" "$rel" "$update"
+		while read -r line; do
+			case "$line" in
+			"ok - "*) result "dkms-$rel: ${line#ok - }" 0 ;;
+			*) result "dkms-$rel: ${line#not ok - }" 1 ;;
+			esac
+		done <"$BUILD/dkms-$rel.results" 2>/dev/null || result "dkms-$rel: the cycle reported its results" 1
+	done
+fi
 
 # A bad setup gets one message naming everything missing, each with its packages: tried in
 # the Debian root on the first release's headers, with the pieces hidden from preflight.

@@ -3,13 +3,17 @@
 #
 # A Debian 13 (trixie) machine to build the module on, the way a user of Debian's stock
 # kernels would: a root made by mmdebstrap from Debian's own packages (rustc, rust-src,
-# bindgen, libclang, gcc, make, the arm64 cross compiler), then, per kernel release, that
+# bindgen, libclang, gcc, make, the arm64 cross compiler, and what packaging and DKMS take:
+# dkms, debhelper, dh-dkms, lintian), then, per kernel release, that
 # release's headers and its series' linux-source package, installed with the root's apt.
 #
 #   scripts/debian-root.sh                 print the root's path (made if missing)
 #   scripts/debian-root.sh release REL     also install REL's headers (e.g. 7.3.4+deb13-arm64)
 #                                          and linux-source-X.Y; prints the root's path
+#   scripts/debian-root.sh source X.Y      also install linux-source-X.Y; prints the root's path
 #   scripts/debian-root.sh run CMD...      run CMD inside the root (/proc, /dev, /work bound)
+#   scripts/debian-root.sh scratch CMD...  the same in a throwaway copy (an overlay): what CMD
+#                                          installs or removes is gone afterwards
 #
 # The root is cached under $CACHE/debian-root/<key>; the key covers the suites and the
 # versions apt would install of the toolchain packages, so a Debian update makes a new root.
@@ -21,7 +25,7 @@ LOG_TAG=debian-root
 
 ROOT_SUITES="trixie trixie-updates trixie-security trixie-backports"
 ROOT_PACKAGES="rustc rust-src bindgen libclang-dev gcc make libc6-dev bc kmod xz-utils
-	gcc-aarch64-linux-gnu ca-certificates"
+	gcc-aarch64-linux-gnu ca-certificates dkms debhelper dh-dkms build-essential fakeroot lintian"
 
 root_key() {
 	local versions
@@ -65,19 +69,29 @@ make_root() {
 	echo "$dir"
 }
 
-# Runs "$@" in the root with /proc, /dev and this work tree ($BINFMT_APE_ROOT at /work) bound.
+# Runs "$@" in the root with /proc, /dev and this work tree ($BINFMT_APE_ROOT at /work) bound;
+# with SCRATCH=1, in an overlay of it that is thrown away afterwards.
 in_root() {
-	local dir=$1
+	local dir=$1 tmp=
 	shift
 	mkdir -p "$dir/work"
+	[ "${SCRATCH:-0}" = 0 ] || tmp=$(mktemp -d)
+	local status=0
 	unshare --mount --propagation private bash -c '
-		set -e; d=$1; w=$2; shift 2
+		set -e; d=$1; w=$2; t=$3; shift 3
+		if [ -n "$t" ]; then
+			mkdir -p "$t/upper" "$t/work" "$t/merged"
+			mount -t overlay overlay -o "lowerdir=$d,upperdir=$t/upper,workdir=$t/work" "$t/merged"
+			d=$t/merged
+		fi
 		mount -t proc proc "$d/proc"
 		mount --rbind /dev "$d/dev"
 		mount --bind "$w" "$d/work"
 		cp /etc/resolv.conf "$d/etc/resolv.conf" 2>/dev/null || true
 		exec chroot "$d" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"
-	' in-root "$dir" "$BINFMT_APE_ROOT" "$@"
+	' in-root "$dir" "$BINFMT_APE_ROOT" "$tmp" "$@" || status=$?
+	[ -z "$tmp" ] || rm -rf "$tmp"
+	return "$status"
 }
 
 # Installs a kernel release's headers (and its series' source) into the root. An amd64 release
@@ -111,9 +125,17 @@ install_release() {
 }
 
 case "${1:-}" in
--h|--help) sed -n '3,17p' "$0" ;;
+-h|--help) sed -n '3,20p' "$0" ;;
 "") make_root ;;
 release) dir=$(make_root); install_release "$dir" "${2:?release}"; echo "$dir" ;;
+source)
+	dir=$(make_root)
+	if [ ! -e "$dir/usr/src/linux-source-${2:?series}.tar.xz" ]; then
+		in_root "$dir" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "linux-source-$2" >&2 ||
+			die "apt-get install linux-source-$2 failed in the Debian root"
+	fi
+	echo "$dir" ;;
 run) shift; dir=$(make_root); in_root "$dir" "$@" ;;
+scratch) shift; dir=$(make_root); SCRATCH=1 in_root "$dir" "$@" ;;
 *) die "unknown command '$1' (see --help)" ;;
 esac

@@ -6,7 +6,8 @@
 # (scripts/debian-root.sh) with `make KDIR=/usr/src/linux-headers-REL`.
 #
 # Usage: distro-guest.sh REL [MODE [ARGS...]]   (REL: e.g. 7.3.4+deb13-amd64, 6.12.118+deb13-arm64-16k;
-#        MODE: check (default) or demo; MODE=kernel|bundled forces a build mode; TIMEOUT)
+#        MODE: check (default) or demo; MODE=kernel|bundled forces a build mode; TIMEOUT;
+#        APE_KO=path boots that module instead of building one)
 # Prints the console log's path; the module's build log is beside it. Packages come from a
 # private apt state (lib.sh's apt_private) and are cached under $CACHE/debian-kernel.
 set -euo pipefail
@@ -65,23 +66,27 @@ kernel_files() {
 	echo "$dir"
 }
 
-# --- the module, built in the Debian root ---------------------------------------------------
+# --- the module, built in the Debian root (or APE_KO: one built elsewhere, e.g. by DKMS) -----
 root=$("$BINFMT_APE_ROOT"/scripts/debian-root.sh release "$rel")
 kfiles=$(kernel_files)
-# The output directory lives in the root, so what does not change (the kernel's crates) is
-# built once per root and release, whatever the clone.
-out=/var/cache/binfmt-ape/$rel
-blog=$BUILD/debian-$rel.build.log
-mkdir -p "$BUILD"
-log "building binfmt_ape.ko in the Debian root: make KDIR=/usr/src/linux-headers-$rel"
-"$BINFMT_APE_ROOT"/scripts/debian-root.sh run sh -c "mkdir -p $out && cd /work && \
-	make KDIR=/usr/src/linux-headers-$rel MO=$out ${MODE:+MODE=$MODE} modules" >"$blog" 2>&1 ||
-	{ cat "$blog" >&2; die "module build failed"; }
-grep -h 'build mode' "$blog" >&2 || true
-ko=$root$out/binfmt_ape.ko
-"${CROSS}strip" --strip-debug -o "$ko.stripped" "$ko"
-log "binfmt_ape.ko: $(($(stat -c %s "$ko") / 1024)) KiB, $(($(stat -c %s "$ko.stripped") / 1024)) KiB without debug info"
-rm -f "$ko.stripped"
+if [ -n "${APE_KO:-}" ]; then
+	ko=$APE_KO
+else
+	# The output directory lives in the root, so what does not change (the kernel's crates) is
+	# built once per root and release, whatever the clone.
+	out=/var/cache/binfmt-ape/$rel
+	blog=$BUILD/debian-$rel.build.log
+	mkdir -p "$BUILD"
+	log "building binfmt_ape.ko in the Debian root: make KDIR=/usr/src/linux-headers-$rel"
+	"$BINFMT_APE_ROOT"/scripts/debian-root.sh run sh -c "mkdir -p $out && cd /work && \
+		make KDIR=/usr/src/linux-headers-$rel MO=$out ${MODE:+MODE=$MODE} modules" >"$blog" 2>&1 ||
+		{ cat "$blog" >&2; die "module build failed"; }
+	grep -h 'build mode' "$blog" >&2 || true
+	ko=$root$out/binfmt_ape.ko
+	"${CROSS}strip" --strip-debug -o "$ko.stripped" "$ko"
+	log "binfmt_ape.ko: $(($(stat -c %s "$ko") / 1024)) KiB, $(($(stat -c %s "$ko.stripped") / 1024)) KiB without debug info"
+	rm -f "$ko.stripped"
+fi
 
 # --- the exec selftests, from the series' source in the root -----------------------------------
 st=$CACHE/debian-kernel/selftests-$series
@@ -95,4 +100,4 @@ fi
 
 build_guest_programs
 KRELEASE=$rel MISC_KO=$kfiles/binfmt_misc.ko KSELFTESTS=$st \
-	boot_guest "debian-$rel-$1" "$kfiles/Image" "$root/usr/src/linux-headers-$rel" "$ko" "$@"
+	boot_guest "debian-$rel${APE_KO:+-dkms}-$1" "$kfiles/Image" "$root/usr/src/linux-headers-$rel" "$ko" "$@"

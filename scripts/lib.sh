@@ -140,9 +140,10 @@ apt_private() {
 }
 
 # The newest Debian kernel ABI of a series for a Debian release (e.g. 6.12 deb13 -> 6.12.118+deb13).
+# With a third argument N, the N-th newest.
 debian_newest_abi() {
 	APT_TOOL=apt-cache apt_private debian "$DEBIAN_SUITES" amd64,arm64 pkgnames "linux-headers-$1." |
-		sed -n "s/^linux-headers-\($1\.[0-9]*+$2\)-common\$/\1/p" | sort -V | tail -n1
+		sed -n "s/^linux-headers-\($1\.[0-9]*+$2\)-common\$/\1/p" | sort -V | tail -n "${3:-1}" | head -n1
 }
 
 # The guest's programs (runner, benchmark) for $RUST_TARGET, and the fixtures.

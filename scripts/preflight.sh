@@ -143,6 +143,15 @@ if [ "${#problems[@]}" -gt 0 ]; then
 	} >&2
 	exit 1
 fi
+if [ "${PREFLIGHT_VERBOSE:-0}" = 1 ]; then
+	say "kernel: $kdir, Linux $version, CONFIG_RUST=$(config CONFIG_RUST)${kernel_text:+, built by $kernel_text}"
+	say "rustc: ${rustc_text:-none}"
+	if [ "$mode" = bundled ]; then
+		say "rust-src: $($RUSTC --print sysroot)/lib/rustlib/src/rust/library"
+		say "bindgen: $($BINDGEN --version 2>&1 | head -n1) ($(echo 'int x;' | $BINDGEN /dev/stdin -- -xc -v 2>&1 | sed -n 's/.*clang version \([0-9.]*\).*/libclang \1/p' | head -n1))"
+		say "the series' source: $ksrc"
+	fi
+fi
 say "Linux $version, build mode: $mode ($why)"
 printf 'APE_MODE=%s' "$mode"
 if [ "$mode" = bundled ]; then
