@@ -36,17 +36,6 @@ root_key() {
 	{ echo "$ROOT_SUITES"; echo "$ROOT_PACKAGES"; echo "$versions"; } | sha256sum | cut -c1-16
 }
 
-root_sources() {
-	local mirror security s
-	mirror=$(debian_mirror) security=$(debian_mirror security)
-	for s in $ROOT_SUITES; do
-		case "$s" in
-		*-security) printf 'deb %s %s main\n' "$security" "$s" ;;
-		*) printf 'deb %s %s main\n' "$mirror" "$s" ;;
-		esac
-	done
-}
-
 make_root() {
 	local key dir
 	key=$(root_key)
@@ -56,7 +45,7 @@ make_root() {
 		log "mmdebstrap: Debian trixie root with $(echo $ROOT_PACKAGES) (about 2 minutes)"
 		rm -rf "$dir" && mkdir -p "$(dirname "$dir")"
 		local sources=()
-		mapfile -t sources < <(root_sources)
+		mapfile -t sources < <(debian_sources "$ROOT_SUITES")
 		# shellcheck disable=SC2086
 		mmdebstrap --quiet --variant=minbase --components=main \
 			--include="$(echo $ROOT_PACKAGES | tr ' ' ,)" \

@@ -102,6 +102,19 @@ debian_mirror() {
 	echo "${uri%/}"
 }
 
+# One-line apt sources for SUITES ("trixie trixie-security ..."), main only, on this machine's
+# own mirrors (the security archive for *-security).
+debian_sources() {
+	local mirror security s
+	mirror=$(debian_mirror) security=$(debian_mirror security)
+	for s in $1; do
+		case "$s" in
+		*-security) printf 'deb %s %s main\n' "$security" "$s" ;;
+		*) printf 'deb %s %s main\n' "$mirror" "$s" ;;
+		esac
+	done
+}
+
 # The Debian suites, besides the host's own, that kernels and their sources come from.
 DEBIAN_SUITES=${DEBIAN_SUITES:-"trixie trixie-updates trixie-security trixie-backports bookworm-backports sid"}
 
@@ -112,18 +125,10 @@ DEBIAN_SUITES=${DEBIAN_SUITES:-"trixie trixie-updates trixie-security trixie-bac
 # Usage: apt_private NAME "SUITE..." ARCHES APT_GET_ARGS...   (ARCHES: e.g. "amd64,arm64";
 #        APT_TOOL=apt-cache runs that instead of apt-get)
 apt_private() {
-	local name=$1 suites=$2 arches=$3 dir=$CACHE/apt/$1 mirror security s
+	local name=$1 suites=$2 arches=$3 dir=$CACHE/apt/$1
 	shift 3
-	mirror=$(debian_mirror) security=$(debian_mirror security)
 	mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial"
-	{
-		for s in $suites; do
-			case "$s" in
-			*-security) printf 'deb %s %s main\n' "$security" "$s" ;;
-			*) printf 'deb %s %s main\n' "$mirror" "$s" ;;
-			esac
-		done
-	} >"$dir/sources.list.new"
+	debian_sources "$suites" >"$dir/sources.list.new"
 	local opts=(-o Dir::Etc::SourceList="$dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
 		-o Dir::State::Lists="$dir/lists" -o Dir::Cache="$dir/cache"
 		-o Dir::State::status=/dev/null -o APT::Architectures="$arches"
