@@ -11,6 +11,7 @@
 #   make soak [SOAK_SECONDS=N] [ARCH=...] [KVER=...]           exec storm against load/unload
 #   make dkms-install | dkms-uninstall                         register with DKMS, as root
 #   make deb                                                   binfmt-ape-dkms and -utils .debs
+#   make patches [KSRC=pristine 7.3 tree]                      the upstream series, build/patches/
 #   make fixtures | fuzz [FUZZ_SECONDS=N] | setup
 
 KDIR ?= /lib/modules/$(shell uname -r)/build
@@ -42,7 +43,7 @@ endif
 KSRC ?=
 MODE ?=
 
-.PHONY: all modules modules_install preflight dkms-src dkms-install dkms-uninstall deb clean setup demo check distro-check bench soak fixtures fuzz test-host
+.PHONY: all modules modules_install preflight dkms-src dkms-install dkms-uninstall deb clean setup demo check distro-check patches bench soak fixtures fuzz test-host
 
 # Checks the build's needs first and chooses the build mode (scripts/preflight.sh).
 preflight_out := $(or $(mo),$(CURDIR)/build)
@@ -94,6 +95,10 @@ check:
 distro-check:
 	@[ -n "$(DEB_KERNEL)" ] || { echo "usage: make distro-check DEB_KERNEL=<Debian release, e.g. 6.12.118+deb13-arm64-16k>" >&2; exit 2; }
 	GUESTS=none HOST_TESTS=0 DKMS_KERNELS=none DEB_KERNELS="$(DEB_KERNEL)" scripts/check.sh
+
+patches:
+	scripts/setup.sh
+	$(if $(KSRC),KSRC=$(KSRC)) scripts/patches.sh
 
 bench:
 	scripts/setup.sh

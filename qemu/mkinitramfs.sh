@@ -7,6 +7,7 @@
 # bench) and powers off.
 #
 # Usage: mkinitramfs.sh OUT.cpio.gz KERNEL_BUILD_DIR MODULE.ko MODE [ARGS...]
+#   MODULE.ko is "" for a kernel with binfmt_ape built in.
 #   APE_FILE=path   also copy a user's APE to /ape/user/<name> (demo)
 #   PROFILE_KO=path the bench build of the module, as /lib/modules/binfmt_ape-bench.ko (bench)
 #   For a kernel not built here (a distribution's), KERNEL_BUILD_DIR is its headers and these
@@ -63,6 +64,12 @@ for t in execveat non-regular null-argv recursion-depth; do
 	"${CROSS}gcc" -static -O2 -D_GNU_SOURCE -Wno-nonnull -I "$st" -o "$root/selftests/exec/$t" \
 		"$st/exec/$t.c" || die "cannot build the $t selftest"
 done
+# binfmt_ape's own selftest (the upstream series adds it to the kernel's exec selftests): the
+# kernel's copy if it has one, else this repository's, which is the same file.
+ape_st=$st/exec/binfmt_ape.c
+[ -e "$ape_st" ] || ape_st=$BINFMT_APE_ROOT/tests/selftest/binfmt_ape.c
+"${CROSS}gcc" -static -O2 -Wall -I "$st/exec" -o "$root/selftests/exec/binfmt_ape" "$ape_st" ||
+	die "cannot build the binfmt_ape selftest"
 # What the selftests' Makefile generates beside them (its script wants bash; sh does here).
 printf '#!/bin/sh\nexit $*\n' >"$root/selftests/exec/script"
 chmod 755 "$root/selftests/exec/script"
@@ -70,7 +77,7 @@ ln -s execveat "$root/selftests/exec/execveat.symlink"
 cp "$root/selftests/exec/execveat" "$root/selftests/exec/execveat.denatured"
 chmod -x "$root/selftests/exec/execveat.denatured"
 cp "$st/exec/Makefile" "$root/selftests/exec/"
-cp "$ko" "$root/lib/modules/binfmt_ape.ko"
+[ -z "$ko" ] || cp "$ko" "$root/lib/modules/binfmt_ape.ko"
 [ -z "${PROFILE_KO:-}" ] || cp "$PROFILE_KO" "$root/lib/modules/binfmt_ape-bench.ko"
 release=${KRELEASE:-$(cat "$kdir/include/config/kernel.release")}
 misc_ko=${MISC_KO:-$kdir/fs/binfmt_misc.ko}

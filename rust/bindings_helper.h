@@ -6,6 +6,7 @@
  */
 
 #include <linux/binfmts.h>
+#include <linux/elf.h>
 #include <linux/fs.h>
 #include <linux/ktime.h>
 #include <linux/module.h>
@@ -13,6 +14,3 @@
 #include <linux/sysctl.h>
 
 #include "helpers.h"
-
-/* Constants bindgen cannot see through macros. */
-const size_t RUST_CONST_HELPER_BINPRM_BUF_SIZE = BINPRM_BUF_SIZE;

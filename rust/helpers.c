@@ -1,46 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * C helpers for binfmt_ape's Rust code (see helpers.h). Going through the kernel's own
- * inline functions also keeps the module out of the page-cache API's churn: the same calls
- * build against every supported series.
+ * C helpers for kernel::binfmt (see helpers.h): what it needs of the page cache and of the
+ * credential rules of exec, which the kernel offers as inline functions that Rust cannot call.
  */
-
-#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/binfmts.h>
 #include <linux/err.h>
 #include <linux/fs.h>
 #include <linux/highmem.h>
-#include <linux/module.h>
 #include <linux/pagemap.h>
-#include <linux/ratelimit.h>
 #include <linux/sched.h>
 #include <linux/xattr.h>
 
 #include "helpers.h"
 
-/*
- * binfmt_misc puts itself at the head of the list of formats when it registers. modprobe
- * loading it before us keeps us ahead of it (the module's init asks for it too, for insmod).
- */
-MODULE_SOFTDEP("pre: binfmt_misc");
-
-/* binfmt_ape's own log budget: a loop of bad APEs mutes only binfmt_ape's messages. */
-static DEFINE_RATELIMIT_STATE(binfmt_ape_log_rs, DEFAULT_RATELIMIT_INTERVAL,
-			      DEFAULT_RATELIMIT_BURST);
-
-/*
- * Printed from C, not with the kernel crate's pr_info!: that passes its arguments as %pA,
- * which only kernels built with CONFIG_RUST understand (others print a WARN), and binfmt_ape
- * also runs on those.
- */
-void binfmt_ape_log_declined(const char *path, const char *why, size_t why_len)
-{
-	if (__ratelimit(&binfmt_ape_log_rs))
-		pr_info("%s: not run natively: %.*s\n", path, (int)min_t(size_t, why_len, INT_MAX), why);
-}
-
-loff_t binfmt_ape_i_size(struct file *file)
+loff_t binprm_file_size(struct file *file)
 {
 	return i_size_read(file_inode(file));
 }
@@ -50,10 +24,10 @@ loff_t binfmt_ape_i_size(struct file *file)
  * a copy: returns its address, and in @len the bytes mapped from there (to the end of its
  * folio, or of its page with highmem). Returns NULL when it is not cached (also for DAX and
  * for overlayfs, whose own mappings hold no folios): the caller reads the file instead.
- * Undo with binfmt_ape_unmap_cached(), in reverse order of mapping.
+ * Undo with binprm_unmap_cached(), in reverse order of mapping.
  */
-const void *binfmt_ape_map_cached(struct file *file, loff_t pos, size_t *len,
-				  struct folio **foliop)
+const void *binprm_map_cached(struct file *file, loff_t pos, size_t *len,
+			     struct folio **foliop)
 {
 	struct folio *folio;
 	size_t off;
@@ -75,7 +49,7 @@ const void *binfmt_ape_map_cached(struct file *file, loff_t pos, size_t *len,
 	return kmap_local_folio(folio, off);
 }
 
-void binfmt_ape_unmap_cached(const void *addr, struct folio *folio)
+void binprm_unmap_cached(const void *addr, struct folio *folio)
 {
 	kunmap_local(addr);
 	folio_put(folio);
@@ -88,7 +62,7 @@ void binfmt_ape_unmap_cached(const void *addr, struct folio *folio)
  * foreign mount, which the kernel treats as nosuid, counts as one that allows them (we
  * cannot call mnt_may_suid()): the answer errs towards "yes", which declines.
  */
-bool binfmt_ape_gains_privilege(struct linux_binprm *bprm)
+bool binprm_gains_privilege(struct linux_binprm *bprm)
 {
 	struct file *file = bprm->file;
 	struct inode *inode = file_inode(file);
@@ -96,7 +70,8 @@ bool binfmt_ape_gains_privilege(struct linux_binprm *bprm)
 
 	if ((file->f_path.mnt->mnt_flags & MNT_NOSUID) || task_no_new_privs(current))
 		return false;
-	if ((mode & S_ISUID) || (mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
+	/* 0010: group execute, without which bprm_fill_uid() ignores S_ISGID. */
+	if ((mode & S_ISUID) || (mode & (S_ISGID | 0010)) == (S_ISGID | 0010))
 		return true;
 	/* S_NOSEC: the VFS found no security attributes since the inode was last changed. */
 	if (IS_NOSEC(inode) || !(inode->i_opflags & IOP_XATTR))

@@ -4,8 +4,8 @@
  * functions, which Rust cannot call, wrapped in real functions local to this module (the
  * way the kernel's rust/helpers/ does for its own crate).
  */
-#ifndef BINFMT_APE_HELPERS_H
-#define BINFMT_APE_HELPERS_H
+#ifndef BINFMT_APE_RUST_HELPERS_H
+#define BINFMT_APE_RUST_HELPERS_H
 
 #include <linux/types.h>
 
@@ -13,11 +13,10 @@ struct file;
 struct folio;
 struct linux_binprm;
 
-loff_t binfmt_ape_i_size(struct file *file);
-const void *binfmt_ape_map_cached(struct file *file, loff_t pos, size_t *len,
-				  struct folio **foliop);
-void binfmt_ape_unmap_cached(const void *addr, struct folio *folio);
-void binfmt_ape_log_declined(const char *path, const char *why, size_t why_len);
-bool binfmt_ape_gains_privilege(struct linux_binprm *bprm);
+loff_t binprm_file_size(struct file *file);
+const void *binprm_map_cached(struct file *file, loff_t pos, size_t *len,
+			     struct folio **foliop);
+void binprm_unmap_cached(const void *addr, struct folio *folio);
+bool binprm_gains_privilege(struct linux_binprm *bprm);
 
 #endif

@@ -14,38 +14,9 @@ usage() {
 	cat <<USAGE
 Usage: $0 [--help]
 Environment: KVER (default 6.12), ARCH (x86_64|arm64), VARIANT (default),
-             BINFMT_APE_CACHE (default ~/.cache/binfmt-ape), JOBS
+             BINFMT_APE_CACHE (default ~/.cache/binfmt-ape), JOBS,
+             KERNEL_TREE (a git tree to build instead of Debian's linux-source-KVER)
 USAGE
-}
-
-fetch_source() {
-	local pkg=linux-source-$KVER dir=$CACHE/src
-	mkdir -p "$dir"
-	local deb
-	deb=$(ls "$dir"/"${pkg}"_*.deb 2>/dev/null | head -n1 || true)
-	if [ -z "$deb" ]; then
-		# The host's own suites first (bookworm-security has 6.12); newer series come from
-		# Debian's other suites through a private apt state.
-		log "downloading $pkg"
-		(cd "$dir" && apt-get download -qq "$pkg" 2>/dev/null) ||
-			(cd "$dir" && apt_private debian "$DEBIAN_SUITES" amd64 download -qq "$pkg") ||
-			die "$pkg is in none of: the host's apt sources, $DEBIAN_SUITES"
-		deb=$(ls "$dir"/"${pkg}"_*.deb | head -n1)
-	fi
-	local ver
-	ver=$(dpkg-deb -f "$deb" Version)
-	SRCVER=$ver
-	SRC=$dir/linux-$KVER-$ver
-	if [ ! -e "$SRC/.extracted" ]; then
-		log "extracting $pkg $ver"
-		rm -rf "$SRC" "$SRC.tmp"
-		mkdir -p "$SRC.tmp"
-		dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$SRC.tmp" --wildcards '*.tar.xz'
-		tar -xJf "$SRC.tmp"/usr/src/linux-source-"$KVER".tar.xz -C "$SRC.tmp"
-		mv "$SRC.tmp/linux-source-$KVER" "$SRC"
-		rm -rf "$SRC.tmp"
-		touch "$SRC/.extracted"
-	fi
 }
 
 configure() {
@@ -84,7 +55,14 @@ main() {
 	arch_facts "$ARCH"
 	[ -e "$BINFMT_APE_ROOT/qemu/config/variant-$VARIANT.config" ] ||
 		die "no variant '$VARIANT' (qemu/config/variant-*.config)"
-	fetch_source
+	if [ -n "${KERNEL_TREE:-}" ]; then
+		# A kernel tree in git (make patches' tree with the series applied): keyed by its tree.
+		SRC=$KERNEL_TREE
+		SRCVER=$(git -C "$SRC" rev-parse 'HEAD^{tree}')
+		git -C "$SRC" diff --quiet HEAD || die "$SRC has uncommitted changes"
+	else
+		kernel_source
+	fi
 	# A variant that says so is built with clang and lld (KASAN with Rust needs it).
 	LLVM=
 	if grep -qx '# binfmt-ape: LLVM=1' "$BINFMT_APE_ROOT/qemu/config/variant-$VARIANT.config"; then

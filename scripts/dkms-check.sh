@@ -24,8 +24,11 @@ LOG_TAG=dkms
 debdir=${1:?usage: dkms-check.sh DEBDIR REL UPDATE} rel=${2:?REL} upd=${3:?UPDATE}
 root=$("$BINFMT_APE_ROOT"/scripts/debian-root.sh release "$rel")
 "$BINFMT_APE_ROOT"/scripts/debian-root.sh source "$(echo "$upd" | cut -d. -f1,2)" >/dev/null
-key=$({ basename "$root"; echo "$rel $upd"; sha256sum "$debdir"/*.deb | cut -c1-64;
-	sha256sum "$0"; } | sha256sum | cut -c1-16)
+# Keyed by what the packages hold (names, contents, control), not by the .deb files, whose
+# bytes differ from one build to the next.
+key=$({ basename "$root"; echo "$rel $upd"; for d in "$debdir"/*.deb; do
+	dpkg-deb -I "$d" control; dpkg-deb --fsys-tarfile "$d" | tar -t
+	dpkg-deb --fsys-tarfile "$d" | tar -xO; done; sha256sum "$0"; } | sha256sum | cut -c1-16)
 res=$CACHE/dkms-check/$rel-$key
 work=build/dkms/$rel
 case "$rel" in *-amd64) debarch=amd64 ;; *) debarch=arm64 ;; esac

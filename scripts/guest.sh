@@ -13,7 +13,11 @@ LOG_TAG=guest
 mode=$1
 arch_facts "$ARCH"
 kdir=$("$BINFMT_APE_ROOT"/scripts/build-kernel.sh)
-ko=$(CLIPPY=1 "$BINFMT_APE_ROOT"/scripts/build-module.sh "$kdir")
+# VARIANT=builtin is make patches' tree (KERNEL_TREE) with binfmt_ape built in: no module.
+ko=
+if [ "$VARIANT" != builtin ]; then
+	ko=$(CLIPPY=1 "$BINFMT_APE_ROOT"/scripts/build-module.sh "$kdir")
+fi
 if [ "$mode" = bench ]; then
 	PROFILE_KO=$(CLIPPY=1 APE_BENCH=1 "$BINFMT_APE_ROOT"/scripts/build-module.sh "$kdir")
 	export PROFILE_KO

@@ -174,3 +174,35 @@ boot_guest() {
 	echo "$BUILD/$name.log"
 	return "$status"
 }
+
+# Debian's linux-source-$KVER, unpacked once under $CACHE/src: sets SRC (the tree) and SRCVER
+# (the package version).
+kernel_source() {
+	local pkg=linux-source-$KVER dir=$CACHE/src
+	mkdir -p "$dir"
+	local deb
+	deb=$(ls "$dir"/"${pkg}"_*.deb 2>/dev/null | head -n1 || true)
+	if [ -z "$deb" ]; then
+		# The host's own suites first (bookworm-security has 6.12); newer series come from
+		# Debian's other suites through a private apt state.
+		log "downloading $pkg"
+		(cd "$dir" && apt-get download -qq "$pkg" 2>/dev/null) ||
+			(cd "$dir" && apt_private debian "$DEBIAN_SUITES" amd64 download -qq "$pkg") ||
+			die "$pkg is in none of: the host's apt sources, $DEBIAN_SUITES"
+		deb=$(ls "$dir"/"${pkg}"_*.deb | head -n1)
+	fi
+	local ver
+	ver=$(dpkg-deb -f "$deb" Version)
+	SRCVER=$ver
+	SRC=$dir/linux-$KVER-$ver
+	if [ ! -e "$SRC/.extracted" ]; then
+		log "extracting $pkg $ver"
+		rm -rf "$SRC" "$SRC.tmp"
+		mkdir -p "$SRC.tmp"
+		dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$SRC.tmp" --wildcards '*.tar.xz'
+		tar -xJf "$SRC.tmp"/usr/src/linux-source-"$KVER".tar.xz -C "$SRC.tmp"
+		mv "$SRC.tmp/linux-source-$KVER" "$SRC"
+		rm -rf "$SRC.tmp"
+		touch "$SRC/.extracted"
+	fi
+}

@@ -6,15 +6,20 @@
 //! binfmt_ape sits at the head of the kernel's list of binary formats (see
 //! [`include/linux/binfmts.h`](srctree/include/linux/binfmts.h)). For a file that starts with
 //! an APE magic it decodes the `printf` statement for this CPU ([`ape`]) from the first 8 KiB,
-//! looked at in the page cache, copies the 64-byte header over `bprm->buf` and returns
-//! `-ENOEXEC`, so that binfmt_elf, further down the list, maps the ELF image the header
-//! describes. Anything else gets `-ENOEXEC` with `bprm->buf` untouched, so later handlers
+//! looked at in the page cache, and has binfmt_elf load the ELF image that header describes
+//! (`hand_over`). Anything else gets `-ENOEXEC` with `bprm->buf` untouched, so later handlers
 //! (binfmt_misc, which we keep behind us) and the shell fallback still see the original file.
 //!
-//! `/proc/sys/fs/binfmt_ape/` holds `enabled` (0 or 1) and the counters below.
+//! Out of tree, binfmt_elf offers no entry point: the header goes over `bprm->buf`, for
+//! binfmt_elf further down the list, and a handler at the tail of the list (`Restore`) puts
+//! the file's bytes back should binfmt_elf refuse it. A kernel tree that carries binfmt_ape
+//! (`CONFIG_BINFMT_APE`) has binfmt_elf take the header directly instead.
+//!
+//! `/proc/sys/fs/binfmt_ape/` holds `enabled` (0 or 1), `setid` (0 or 1) and the counters
+//! below.
 
-use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering::Relaxed};
-use kernel::{c_str, page::PAGE_SIZE, prelude::*};
+use core::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicUsize, Ordering::Relaxed};
+use kernel::{c_str, ffi, page::PAGE_SIZE, prelude::*};
 
 pub mod ape;
 #[cfg(ape_bench)]
@@ -47,7 +52,6 @@ mod bindings {
     use kernel::ffi;
     // Generated in the build's output directory, which may not be the source directory.
     include!(env!("APE_BINDINGS"));
-    pub(crate) const BINPRM_BUF_SIZE: usize = RUST_CONST_HELPER_BINPRM_BUF_SIZE;
 }
 
 use binfmt::Binprm;
@@ -156,22 +160,39 @@ impl binfmt::Binfmt for Ape {
                 return Err(ENOEXEC);
             }
         };
-        // Only bytes [0, 64) change: binfmt_elf reads nothing else from the buffer.
-        if let Some(dst) = bprm.buf_mut().first_chunk_mut::<{ ape::EHDR_SIZE }>() {
-            *dst = ehdr.0;
-        }
         HANDLED.fetch_add(1, Relaxed);
-        // binfmt_elf, further down the list, now loads the header for this CPU.
-        Err(ENOEXEC)
+        hand_over(bprm, &ehdr.0)
     }
 }
 
-/// The last format in the list: puts back what [`Ape`] wrote over `bprm->buf` when binfmt_elf
+/// Has binfmt_elf load the file with this CPU's header: directly where the kernel offers that.
+#[cfg(CONFIG_BINFMT_APE)]
+fn hand_over(bprm: &mut Binprm, ehdr: &[u8; ape::EHDR_SIZE]) -> Result {
+    bprm.load_elf(ehdr).inspect_err(|&e| {
+        if e == ENOEXEC {
+            ELF_REFUSED.fetch_add(1, Relaxed);
+        }
+    })
+}
+
+/// Has binfmt_elf load the file with this CPU's header: over `bprm->buf`, for binfmt_elf,
+/// further down the list (bytes [0, 64) only: binfmt_elf reads nothing else from the buffer).
+#[cfg(not(CONFIG_BINFMT_APE))]
+fn hand_over(bprm: &mut Binprm, ehdr: &[u8; ape::EHDR_SIZE]) -> Result {
+    if let Some(dst) = bprm.buf_mut().first_chunk_mut::<{ ape::EHDR_SIZE }>() {
+        *dst = *ehdr;
+    }
+    Err(ENOEXEC)
+}
+
+/// The last format in the list, where binfmt_elf only takes headers over `bprm->buf`: puts back what [`Ape`] wrote over `bprm->buf` when binfmt_elf
 /// refused the header (arm64's checks of `PT_GNU_PROPERTY`, a file without `mmap`), so that
 /// the formats after binfmt_elf, and the kernel's `request_module("binfmt-%04x")` retry on
 /// 6.12, see the file's own first bytes again.
+#[cfg(not(CONFIG_BINFMT_APE))]
 struct Restore;
 
+#[cfg(not(CONFIG_BINFMT_APE))]
 impl binfmt::Binfmt for Restore {
     fn load_binary(bprm: &mut Binprm) -> Result {
         // Every format before us declined. Ours to undo only if the buffer holds an ELF magic
@@ -271,18 +292,46 @@ fn decline(bprm: &Binprm, e: ape::Error) {
     log_decline(bprm, e.name());
 }
 
-/// Says why an APE is not run natively, rate-limited (by the module's own ratelimit state).
+/// Says why an APE is not run natively, rate-limited by the module's own budget.
 fn log_decline(bprm: &Binprm, why: &str) {
-    // `interp` is the APE itself also when a `#!` script or binfmt_misc named it.
-    // SAFETY: `interp` is NUL-terminated and lives as long as `bprm`; `why` is `why.len()`
-    // readable bytes, which the helper prints with a precision, not as a C string.
+    if !log_budget() {
+        return;
+    }
+    let len = ffi::c_int::try_from(why.len()).unwrap_or(ffi::c_int::MAX);
+    // Straight to `_printk`, not `pr_info!`: that prints through `%pA`, which kernels built
+    // without Rust (bundled mode) do not have. `interp` is the APE itself also when a `#!`
+    // script or binfmt_misc named it.
+    // SAFETY: The format is NUL-terminated and its conversions match the arguments: `interp`
+    // is a NUL-terminated string that lives as long as `bprm`, and `%.*s` reads at most `len`
+    // bytes of `why`, which has that many.
     unsafe {
-        bindings::binfmt_ape_log_declined(
+        bindings::_printk(
+            c_str!("\x016binfmt_ape: %s: not run natively: %.*s\n").as_char_ptr(),
             bprm.interp().as_char_ptr(),
-            why.as_ptr().cast(),
-            why.len(),
+            len,
+            why.as_ptr(),
         )
     };
+}
+
+/// Whether a message fits the log budget: as the kernel's default ratelimit, 10 in 5 s, but
+/// binfmt_ape's own, so that a loop of bad APEs mutes only binfmt_ape. Racing callers may let
+/// a message more or less through.
+fn log_budget() -> bool {
+    const INTERVAL_NS: i64 = 5_000_000_000;
+    const BURST: u32 = 10;
+    static START: AtomicI64 = AtomicI64::new(i64::MIN);
+    static COUNT: AtomicU32 = AtomicU32::new(0);
+    // SAFETY: `ktime_get` may be called from any context that can exec.
+    let now = unsafe { bindings::ktime_get() };
+    let start = START.load(Relaxed);
+    let expired = !matches!(now.checked_sub(start), Some(d) if d < INTERVAL_NS);
+    if expired && START.compare_exchange(start, now, Relaxed, Relaxed).is_ok() {
+        COUNT.store(0, Relaxed);
+    }
+    COUNT
+        .fetch_update(Relaxed, Relaxed, |c| (c < BURST).then_some(c + 1))
+        .is_ok()
 }
 
 /// Fills `buf` from offset `pos` until it is full or the file ends; returns the bytes read.
@@ -349,10 +398,18 @@ impl ape::Source for FileSource<'_> {
     }
 }
 
+/// binfmt_misc puts itself at the head of the list of formats when it registers: modprobe
+/// loading it before us keeps us ahead of it (`init` asks for it too, for insmod).
+#[cfg(MODULE)]
+#[used(compiler)]
+#[link_section = ".modinfo"]
+static SOFTDEP: [u8; 25] = *b"softdep=pre: binfmt_misc\0";
+
 struct BinfmtApe {
     _reg: Pin<KBox<Registrations>>,
 }
 
+#[cfg(not(CONFIG_BINFMT_APE))]
 #[pin_data]
 struct Registrations {
     #[pin]
@@ -361,6 +418,16 @@ struct Registrations {
     binfmt: binfmt::Registration<Ape>,
     #[pin]
     restore: binfmt::Registration<Restore>,
+}
+
+/// In a tree with binfmt_elf's entry point `bprm->buf` is never rewritten: nothing to restore.
+#[cfg(CONFIG_BINFMT_APE)]
+#[pin_data]
+struct Registrations {
+    #[pin]
+    sysctl: sysctl::Registration<SYSCTL_LEN>,
+    #[pin]
+    binfmt: binfmt::Registration<Ape>,
 }
 
 impl kernel::Module for BinfmtApe {
@@ -376,16 +443,23 @@ impl kernel::Module for BinfmtApe {
         // SAFETY: `module` is this module, which owns `Ape`; the registration lives in
         // `BinfmtApe`, dropped only when the module unloads.
         let binfmt = unsafe { binfmt::Registration::new(module, true) };
-        // SAFETY: As above, for `Restore`, at the tail of the list.
-        let restore = unsafe { binfmt::Registration::new(module, false) };
-        let reg = KBox::pin_init(
+        let sysctl = sysctl::Registration::new(c_str!("fs/binfmt_ape"), sysctl_entries());
+        #[cfg(not(CONFIG_BINFMT_APE))]
+        let reg = {
+            // SAFETY: As above, for `Restore`, at the tail of the list.
+            let restore = unsafe { binfmt::Registration::new(module, false) };
             try_pin_init!(Registrations {
-                sysctl <- sysctl::Registration::new(c_str!("fs/binfmt_ape"), sysctl_entries()),
+                sysctl <- sysctl,
                 binfmt <- binfmt,
                 restore <- restore,
-            }),
-            GFP_KERNEL,
-        )?;
+            })
+        };
+        #[cfg(CONFIG_BINFMT_APE)]
+        let reg = try_pin_init!(Registrations {
+            sysctl <- sysctl,
+            binfmt <- binfmt,
+        });
+        let reg = KBox::pin_init(reg, GFP_KERNEL)?;
         Ok(BinfmtApe { _reg: reg })
     }
 }

@@ -6,6 +6,8 @@
 
 use crate::bindings;
 use core::{marker::PhantomData, ptr};
+#[cfg(CONFIG_BINFMT_APE)]
+use kernel::error::to_result;
 use kernel::{
     error::Result,
     ffi::{c_int, c_void},
@@ -15,7 +17,13 @@ use kernel::{
 };
 
 /// Size of [`Binprm::buf`], the file's first bytes as `execve` read them.
-pub const BUF_SIZE: usize = bindings::BINPRM_BUF_SIZE;
+pub const BUF_SIZE: usize = bindings::BINPRM_BUF_SIZE as usize;
+
+/// Size of a 64-bit ELF file header, as [`Binprm::load_elf`] takes it.
+#[cfg(CONFIG_BINFMT_APE)]
+pub const ELF_HEADER_SIZE: usize = 64;
+#[cfg(CONFIG_BINFMT_APE)]
+const _: () = assert!(core::mem::size_of::<bindings::elf64_hdr>() == ELF_HEADER_SIZE);
 
 /// The state of one `execve`, as handed to a format's `load_binary`.
 ///
@@ -73,13 +81,13 @@ impl Binprm {
     /// neither a `nosuid` mount nor `PR_SET_NO_NEW_PRIVS` rules that out. Errs towards `true`.
     pub fn gains_privilege(&self) -> bool {
         // SAFETY: By the type invariant the binprm and its `file` are valid.
-        unsafe { bindings::binfmt_ape_gains_privilege(self.0.get()) }
+        unsafe { bindings::binprm_gains_privilege(self.0.get()) }
     }
 
     /// The size of the file.
     pub fn size(&self) -> u64 {
         // SAFETY: By the type invariant `file` is a valid open file.
-        let size = unsafe { bindings::binfmt_ape_i_size((*self.0.get()).file) };
+        let size = unsafe { bindings::binprm_file_size((*self.0.get()).file) };
         u64::try_from(size).unwrap_or(0)
     }
 
@@ -94,13 +102,12 @@ impl Binprm {
         let (mut len, mut folio) = (0usize, ptr::null_mut());
         // SAFETY: By the type invariant `file` is a valid open file; `len` and `folio` are
         // valid for writes.
-        let addr = unsafe {
-            bindings::binfmt_ape_map_cached((*self.0.get()).file, pos, &mut len, &mut folio)
-        };
+        let addr =
+            unsafe { bindings::binprm_map_cached((*self.0.get()).file, pos, &mut len, &mut folio) };
         if addr.is_null() {
             return None;
         }
-        // INVARIANT: `binfmt_ape_map_cached` mapped `len` bytes at `addr` with a reference on
+        // INVARIANT: `binprm_map_cached` mapped `len` bytes at `addr` with a reference on
         // `folio`; of those, the first `min(len, in_file)` lie within the file.
         Some(Cached {
             addr: addr.cast(),
@@ -108,6 +115,20 @@ impl Binprm {
             folio,
             _bprm: PhantomData,
         })
+    }
+
+    /// Loads the file as the ELF image that `ehdr` describes: binfmt_elf's `load_binary` with
+    /// this header instead of the file's first bytes, which stay as they are in [`Binprm::buf`].
+    /// `ENOEXEC` means binfmt_elf refused the header before changing anything, and the caller
+    /// may decline in turn; any other error comes after it began replacing the old program.
+    #[cfg(CONFIG_BINFMT_APE)]
+    pub fn load_elf(&mut self, ehdr: &[u8; ELF_HEADER_SIZE]) -> Result {
+        // SAFETY: `elf64_hdr` is `ELF_HEADER_SIZE` bytes of integers (checked below), so any
+        // bytes are a valid value; the read does not assume alignment.
+        let ehdr: bindings::elf64_hdr = unsafe { ptr::read_unaligned(ehdr.as_ptr().cast()) };
+        // SAFETY: By the type invariant the binprm is valid, open and ours for the call; `ehdr`
+        // outlives the call, which only reads it.
+        to_result(unsafe { bindings::binfmt_elf_load_header(self.0.get(), &ehdr) })
     }
 
     /// Reads from the file at offset `pos` into `buf`; returns the number of bytes read, which
@@ -135,7 +156,7 @@ impl Binprm {
 ///
 /// # Invariants
 ///
-/// `addr` is the address `binfmt_ape_map_cached` returned with a reference on `folio`, and
+/// `addr` is the address `binprm_map_cached` returned with a reference on `folio`, and
 /// `len` bytes from it are mapped and lie within the file, until `drop` undoes the mapping.
 pub struct Cached<'a> {
     addr: *const u8,
@@ -158,9 +179,9 @@ impl core::ops::Deref for Cached<'_> {
 
 impl Drop for Cached<'_> {
     fn drop(&mut self) {
-        // SAFETY: By the type invariant `addr` and `folio` came from `binfmt_ape_map_cached`
+        // SAFETY: By the type invariant `addr` and `folio` came from `binprm_map_cached`
         // and are unmapped and released once, here.
-        unsafe { bindings::binfmt_ape_unmap_cached(self.addr.cast(), self.folio) };
+        unsafe { bindings::binprm_unmap_cached(self.addr.cast(), self.folio) };
     }
 }
 

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# `make patches [KSRC=pristine tree]`: the upstream series, binfmt_ape in-tree, against Linux 7.3,
+# generated from this repository's sources (scripts/intree.py does each step), as
+# `git format-patch` files with a cover letter in build/patches/. Then it checks the series the
+# way a maintainer would: `git am` onto the pristine tree, the result identical to what was
+# generated, and `scripts/checkpatch.pl --strict` on every patch (warnings other than the ones
+# the cover letter justifies fail).
+#
+# KSRC defaults to Debian's linux-source-7.3. The pristine tree is kept in git under
+# $CACHE/patches/ (made once: a few minutes); on success the tree there has the series applied
+# (branch `applied`), which is what `make check` builds with BINFMT_APE=y. Prints that tree.
+set -euo pipefail
+LOG_TAG=patches
+. "$(dirname "$0")/lib.sh"
+
+case "${1:-}" in -h|--help) sed -n '3,14p' "$0"; exit 0 ;; esac
+
+KVER=7.3
+if [ -n "${KSRC:-}" ]; then
+	[ -e "$KSRC/Makefile" ] && [ -d "$KSRC/fs" ] || die "KSRC=$KSRC is not a kernel source tree"
+	SRC=$(cd "$KSRC" && pwd)
+	SRCVER=$(make -s -C "$SRC" kernelversion)
+	name=$(printf '%s' "$SRC" | sha256sum | cut -c1-12)-$SRCVER
+else
+	kernel_source
+	name=linux-$KVER-$SRCVER
+fi
+out=$BUILD/patches
+tree=$CACHE/patches/$name
+git=(git -C "$tree" -c user.name="${GIT_AUTHOR_NAME:-$(git -C "$BINFMT_APE_ROOT" config user.name || echo binfmt_ape)}"
+	-c user.email="${GIT_AUTHOR_EMAIL:-$(git -C "$BINFMT_APE_ROOT" config user.email || echo binfmt_ape@localhost)}"
+	-c commit.gpgsign=false -c core.autocrlf=false -c advice.detachedHead=false)
+
+if [ ! -e "$tree/.git/pristine-done" ]; then
+	log "making the pristine tree a git repository (once): $tree"
+	rm -rf "$tree"
+	mkdir -p "$tree"
+	cp -a "$SRC"/. "$tree"/
+	rm -f "$tree/.extracted"
+	"${git[@]}" init -q -b pristine
+	# Debian's tarball ignores everything (.gitignore: /*): add by force.
+	"${git[@]}" add -A -f
+	"${git[@]}" commit -q -m "Linux $SRCVER (pristine)"
+	touch "$tree/.git/pristine-done"
+fi
+"${git[@]}" rev-parse -q --verify pristine >/dev/null || die "$tree has no branch pristine"
+
+# The series, step by step, each one commit.
+"${git[@]}" checkout -q -f -B series pristine
+"${git[@]}" clean -q -f -d -x
+author="$("${git[@]}" config user.name) <$("${git[@]}" config user.email)>"
+steps=(elf binfmt sysctl module docs selftest maintainers)
+n=0
+for step in "${steps[@]}"; do
+	n=$((n + 1))
+	PATCH_AUTHOR=$author python3 "$BINFMT_APE_ROOT/scripts/intree.py" "$step" "$BINFMT_APE_ROOT" "$tree" ||
+		die "step $step did not apply to $name"
+	"${git[@]}" add -A -f
+	"${git[@]}" commit -q -s -F "$BINFMT_APE_ROOT/docs/upstream/$n-$step.txt" ||
+		die "step $step changed nothing"
+done
+series_tree=$("${git[@]}" rev-parse 'series^{tree}')
+
+rm -rf "$out"
+mkdir -p "$out"
+"${git[@]}" format-patch -q --cover-letter --thread=shallow -o "$out" pristine..series
+# The cover letter's text: its subject line, then its body, with format-patch's shortlog and
+# diffstat kept.
+cover=$(ls "$out"/0000-*.patch)
+python3 - "$cover" "$BINFMT_APE_ROOT/docs/upstream/cover.txt" <<'EOF'
+import sys
+path, text = sys.argv[1], open(sys.argv[2]).read()
+subject, body = text.split("\n", 1)
+c = open(path).read()
+c = c.replace("*** SUBJECT HERE ***", subject.strip())
+c = c.replace("*** BLURB HERE ***", body.strip("\n"))
+open(path, "w").write(c)
+EOF
+mapfile -t series < <(ls "$out"/*.patch | grep -v '/0000-cover-letter\.patch$')
+log "series: ${#series[@]} patches and a cover letter in $out"
+
+# What a maintainer does with it: git am onto the pristine tree.
+"${git[@]}" checkout -q -f -B applied pristine
+"${git[@]}" clean -q -f -d -x
+if ! "${git[@]}" am -q "${series[@]}" >/dev/null 2>&1; then
+	"${git[@]}" am --abort 2>/dev/null || true
+	die "the series does not apply with git am to $name"
+fi
+[ "$("${git[@]}" rev-parse 'applied^{tree}')" = "$series_tree" ] ||
+	die "git am gave another tree than the one generated"
+log "git am: the series applies to $name"
+
+# checkpatch --strict: the reports the cover letter justifies are listed by type; anything else
+# fails.
+justified="FILE_PATH_CHANGES CAMELCASE"
+report=$out/checkpatch.txt
+: >"$report"
+bad=0
+for p in "${series[@]}"; do
+	(cd "$tree" && perl scripts/checkpatch.pl --strict --show-types --no-summary -q "$p") >>"$report" 2>&1 || true
+done
+while read -r _kind type; do
+	case " $justified " in *" $type "*) continue ;; esac
+	bad=$((bad + 1))
+done < <(sed -nE 's/^(ERROR|WARNING|CHECK):([A-Z_]+):.*/\1 \2/p' "$report")
+errors=$(grep -c '^ERROR:' "$report" || true)
+warnings=$(grep -c '^WARNING:' "$report" || true)
+checks=$(grep -c '^CHECK:' "$report" || true)
+log "checkpatch --strict: $errors errors, $warnings warnings, $checks checks ($report)"
+if [ "$bad" != 0 ]; then
+	cat "$report" >&2
+	die "checkpatch: $bad reports beyond the justified ones ($justified)"
+fi
+echo "$tree"
