@@ -41,6 +41,9 @@ if [ ! -e "$res/.done" ]; then
 	"$BINFMT_APE_ROOT"/scripts/debian-root.sh scratch sh -c '
 		set -u; rel=$1 upd=$2 w=/work/$3; cd "$w"
 		say() { if [ "$1" = 0 ]; then echo "ok - $2"; else echo "not ok - $2"; fi; }
+		# A machine has the headers of the kernels it boots; the shared root also has other
+		# releases (the other guests), for which DKMS would build too. Not in this copy.
+		for k in /lib/modules/*; do [ "${k##*/}" = "$rel" ] || rm -rf "$k"; done
 		t0=$(date +%s)
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q ./binfmt-ape-dkms_*.deb ./binfmt-ape-utils_*.deb \
 			>install.log 2>&1
