@@ -222,6 +222,6 @@ if [ "${HOST_TESTS:-1}" = 1 ]; then
 	fi
 fi
 
-[ "$skipped" = 0 ] || echo "($skipped guest tests skipped by name: they load or unload what is built in)"
+[ "$skipped" = 0 ] || echo "($skipped guest tests skipped by name, each with its reason in its guest's KTAP above)"
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
