@@ -11,6 +11,7 @@ binfmt_elf's entry point (`CONFIG_BINFMT_APE` is set), so the module's out-of-tr
 (its own bindgen, the backports for older series, the bench build, the `bprm->buf` rewrite) is
 dropped, and the C helpers become the kernel crate's `rust_helper_*` functions.
 """
+import os
 import re
 import sys
 from pathlib import Path
@@ -249,7 +250,9 @@ def selftest(repo, tree):
 def maintainers(repo, tree):
     p = tree / "MAINTAINERS"
     t = p.read_text()
+    author = os.environ.get("PATCH_AUTHOR") or die("PATCH_AUTHOR names no maintainer")
     entry = (repo / "docs/upstream/MAINTAINERS").read_text().rstrip("\n")
+    entry = entry.replace("@AUTHOR@", author)
     title = entry.split("\n")[0]
     # Sections are sorted by title: before the first one that sorts after ours.
     lines = t.split("\n")

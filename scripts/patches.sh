@@ -29,8 +29,10 @@ else
 fi
 out=$BUILD/patches
 tree=$CACHE/patches/$name
-git=(git -C "$tree" -c user.name="${GIT_AUTHOR_NAME:-$(git -C "$BINFMT_APE_ROOT" config user.name || echo binfmt_ape)}"
-	-c user.email="${GIT_AUTHOR_EMAIL:-$(git -C "$BINFMT_APE_ROOT" config user.email || echo binfmt_ape@localhost)}"
+# The series' author: GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL, else this repository's identity.
+name_=${GIT_AUTHOR_NAME:-$(git -C "$BINFMT_APE_ROOT" config user.name || echo binfmt_ape)}
+email=${GIT_AUTHOR_EMAIL:-$(git -C "$BINFMT_APE_ROOT" config user.email || echo binfmt_ape@localhost)}
+git=(git -C "$tree" -c user.name="$name_" -c user.email="$email"
 	-c commit.gpgsign=false -c core.autocrlf=false -c advice.detachedHead=false)
 
 if [ ! -e "$tree/.git/pristine-done" ]; then
@@ -55,8 +57,8 @@ steps=(elf binfmt sysctl module docs selftest maintainers)
 n=0
 for step in "${steps[@]}"; do
 	n=$((n + 1))
-	PATCH_AUTHOR=$author python3 "$BINFMT_APE_ROOT/scripts/intree.py" "$step" "$BINFMT_APE_ROOT" "$tree" ||
-		die "step $step did not apply to $name"
+	PATCH_AUTHOR=$author python3 "$BINFMT_APE_ROOT/scripts/intree.py" \
+		"$step" "$BINFMT_APE_ROOT" "$tree" || die "step $step did not apply to $name"
 	"${git[@]}" add -A -f
 	"${git[@]}" commit -q -s -F "$BINFMT_APE_ROOT/docs/upstream/$n-$step.txt" ||
 		die "step $step changed nothing"
@@ -99,7 +101,8 @@ report=$out/checkpatch.txt
 : >"$report"
 bad=0
 for p in "${series[@]}"; do
-	(cd "$tree" && perl scripts/checkpatch.pl --strict --show-types --no-summary -q "$p") >>"$report" 2>&1 || true
+	(cd "$tree" && perl scripts/checkpatch.pl --strict --show-types --no-summary -q "$p") \
+		>>"$report" 2>&1 || true
 done
 while read -r _kind type; do
 	case " $justified " in *" $type "*) continue ;; esac

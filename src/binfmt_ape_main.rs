@@ -185,10 +185,11 @@ fn hand_over(bprm: &mut Binprm, ehdr: &[u8; ape::EHDR_SIZE]) -> Result {
     Err(ENOEXEC)
 }
 
-/// The last format in the list, where binfmt_elf only takes headers over `bprm->buf`: puts back what [`Ape`] wrote over `bprm->buf` when binfmt_elf
-/// refused the header (arm64's checks of `PT_GNU_PROPERTY`, a file without `mmap`), so that
-/// the formats after binfmt_elf, and the kernel's `request_module("binfmt-%04x")` retry on
-/// 6.12, see the file's own first bytes again.
+/// The last format in the list, where binfmt_elf only takes headers over `bprm->buf`: puts
+/// back what [`Ape`] wrote over `bprm->buf` when binfmt_elf refused the header (arm64's checks
+/// of `PT_GNU_PROPERTY`, a file without `mmap`), so that the formats after binfmt_elf, and the
+/// kernel's `request_module("binfmt-%04x")` retry on 6.12, see the file's own first bytes
+/// again.
 #[cfg(not(CONFIG_BINFMT_APE))]
 struct Restore;
 
