@@ -102,14 +102,25 @@ if [ "${HOST_TESTS:-1}" = 1 ]; then
 	sum2=$(sha256sum <"$BUILD/fixtures/SHA256SUMS")
 	result "fixtures are deterministic" "$([ "$sum1" = "$sum2" ]; echo $?)"
 
+	# Runs `cargo test` on the host tools with ARGS and adds up its results.
+	host_tests() { # host_tests LABEL CARGO_TEST_ARGS...
+		local label=$1 out p f
+		shift
+		out=$(BINFMT_APE_REAL=$apes BINFMT_APE_FIXTURES=$BUILD/fixtures \
+			cargo test --release --manifest-path tests/Cargo.toml -p apekit "$@" 2>&1) || true
+		echo "$out" | grep -E '^test .* FAILED|panicked|^test result' || true
+		read -r p f < <(echo "$out" | awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }')
+		passed=$((passed + p)) failed=$((failed + f))
+		echo "$out" | grep -q '^test result:' || result "$label ran" 1
+	}
 	log "host tests (cargo test)"
 	apes=$(scripts/fetch-apes.sh)
-	out=$(BINFMT_APE_REAL=$apes BINFMT_APE_FIXTURES=$BUILD/fixtures \
-		cargo test --release --manifest-path tests/Cargo.toml -p apekit 2>&1) || true
-	echo "$out" | grep -E '^test .* FAILED|panicked|^test result' || true
-	read -r p f < <(echo "$out" | awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }')
-	passed=$((passed + p)) failed=$((failed + f))
-	echo "$out" | grep -q '^test result:' || result "cargo test ran" 1
+	host_tests "cargo test"
+	# The decoder loads aligned words on arm64 (its kernel target is strict-align): the same
+	# tests again with that build of it.
+	log "host tests of the decoder with aligned loads, as arm64 builds it"
+	RUSTFLAGS="--cfg ape_aligned_loads" CARGO_TARGET_DIR=$BINFMT_APE_ROOT/tests/target/aligned-loads \
+		host_tests "cargo test (aligned loads)" --test decoder --test differential
 
 	log "static checks"
 	s=0; cargo clippy --quiet --release --manifest-path tests/Cargo.toml -p apekit --lib -- -D warnings || s=$?

@@ -69,6 +69,11 @@ pub const PHDR_SIZE: usize = 56;
 /// Largest program header table accepted, in bytes (loader.c 1.10's buffer, 18 headers).
 pub const MAX_PHDR_TABLE: usize = 1024;
 
+/// Whether loads of bytes at an unknown alignment go through the aligned words that hold them.
+/// The kernel's arm64 target is `strict-align`, where rustc makes such a load a load of each
+/// byte; elsewhere a plain load is cheaper. The host tests build both (`ape_aligned_loads`).
+const ALIGNED_LOADS: bool = cfg!(any(target_arch = "aarch64", ape_aligned_loads));
+
 const PRINTF: &[u8; 8] = b"printf '";
 const ELFMAG: &[u8; 4] = b"\x7fELF";
 /// Where the quote of [`PRINTF`] is.
@@ -226,6 +231,41 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
         .map_or(0, |c| u64::from_le_bytes(*c))
 }
 
+/// The value of the octal digits at bits 0, 8 and 16 of each half of `digits`, `64a + 8b + c`,
+/// at bit 16 of the half (nine bits: keep the low eight for the value modulo 256).
+///
+/// One multiplication adds each half shifted by 22, 11 and 0 places: the digits' other
+/// products land below bit 14 or above bit 26 of the half, and none carries into the value.
+fn octal_value(digits: u64) -> u64 {
+    digits.wrapping_mul((1 << 22) | (1 << 11) | 1)
+}
+
+/// The bytes that two escapes of three octal digits, `\abc\def` read as a little-endian word,
+/// stand for, each modulo 256.
+fn three_digit_escapes(x: u64) -> [u8; 2] {
+    let [_, _, a, _, _, _, b, _] = octal_value((x >> 8) & 0x0007_0707_0007_0707).to_le_bytes();
+    [a, b]
+}
+
+/// The byte that the escape starting at a backslash stands for, and the escape's length:
+/// `y` holds the backslash and the next three bytes, little-endian. Up to three octal digits
+/// follow, their value kept modulo 256 as loader.c's `char` keeps it; without any, the
+/// backslash stands for itself.
+fn escape(y: u32) -> (u8, usize) {
+    // Bytes 1 to 3 become 0 to 7 where they are octal digits.
+    let t = y ^ 0x3030_3000;
+    let not_digits = u64::from(t & 0xf8f8_f800) | (1 << 32);
+    // The digits are the bytes before the first that is not one: 0 to 3.
+    let digits = (not_digits >> 8).trailing_zeros() / 8;
+    if digits == 0 {
+        return (b'\\', 1);
+    }
+    // All three bytes as digits, then only the first `digits` of them.
+    let all = (octal_value(u64::from(t >> 8) & 0x07_0707) >> 16) & 0x1ff;
+    let [v, ..] = (all >> (3u32.wrapping_sub(digits).wrapping_mul(3))).to_le_bytes();
+    (v, usize::try_from(digits).map_or(1, |d| d.wrapping_add(1)))
+}
+
 /// A decoded 64-byte ELF header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ehdr(pub [u8; EHDR_SIZE]);
@@ -306,9 +346,9 @@ pub struct Statement {
 /// A statement body decoded so far.
 #[derive(Clone, Copy)]
 struct Decoded {
-    /// Bytes decoded (counting past the 64 kept).
+    /// Bytes decoded, up to 64 (a statement's length past its header is not counted).
     n: usize,
-    /// The first 64 of them.
+    /// The bytes decoded.
     out: [u8; EHDR_SIZE],
     /// Where decoding goes on in the window.
     pos: usize,
@@ -331,87 +371,144 @@ impl Decoded {
 #[derive(Clone, Debug)]
 pub struct Statements<'a> {
     window: &'a [u8],
+    /// The whole aligned words of `window`, from `window[lead]` on. The kernel's arm64 target
+    /// is `strict-align`, so a load of bytes at an unknown alignment becomes a load of each
+    /// byte; the scans below load these words instead.
+    words: &'a [u64],
+    lead: usize,
     pos: usize,
 }
 
 /// The header statements in `window` (at most the first [`WINDOW`] bytes are looked at).
 pub fn statements(window: &[u8]) -> Statements<'_> {
     let window = window.get(..WINDOW).unwrap_or(window);
-    Statements { window, pos: 0 }
+    // SAFETY: Every bit pattern is a valid `u64`, and `align_to` hands out only the aligned
+    // middle of `window` as words.
+    let (head, words, _) = unsafe { window.align_to::<u64>() };
+    Statements {
+        window,
+        words,
+        lead: head.len(),
+        pos: 0,
+    }
 }
 
 impl Statements<'_> {
-    /// Decodes on from `d` until `d.n` reaches `want`, the closing quote is read (then
-    /// `d.pos` is one past it) or the window runs out.
+    /// The eight bytes at `at`, as a little-endian word, if the window holds them (with
+    /// [`ALIGNED_LOADS`], from the aligned words that hold them where there are such).
+    fn word(&self, at: usize) -> Option<u64> {
+        if let Some(rel) = at.checked_sub(self.lead).filter(|_| ALIGNED_LOADS) {
+            let (i, shift) = (rel >> 3, u32::try_from(rel & 7).ok()?.wrapping_mul(8));
+            if let Some(&lo) = self.words.get(i) {
+                let lo = u64::from_le(lo);
+                if shift == 0 {
+                    return Some(lo);
+                }
+                if let Some(&hi) = self.words.get(i.wrapping_add(1)) {
+                    let hi = u64::from_le(hi).wrapping_shl(64u32.wrapping_sub(shift));
+                    return Some(lo.wrapping_shr(shift) | hi);
+                }
+            }
+        }
+        let bytes = self.window.get(at..).and_then(<[u8]>::first_chunk::<8>)?;
+        Some(u64::from_le_bytes(*bytes))
+    }
+
+    /// The four bytes at `at`, as a little-endian word, if the window holds them.
+    fn word32(&self, at: usize) -> Option<u32> {
+        if ALIGNED_LOADS {
+            if let Some([a, b, c, d, ..]) = self.word(at).map(u64::to_le_bytes) {
+                return Some(u32::from_le_bytes([a, b, c, d]));
+            }
+        }
+        let bytes = self.window.get(at..).and_then(<[u8]>::first_chunk::<4>)?;
+        Some(u32::from_le_bytes(*bytes))
+    }
+
+    /// Decodes on from `d` until `d.n` reaches `want` (at most [`EHDR_SIZE`]: the bytes past
+    /// the header only count, [`Statements::decode_statement`]), the closing quote is read
+    /// (then `d.pos` is one past it) or the window runs out.
     fn decode(&self, d: &mut Decoded, want: usize) {
         if d.ended {
             return;
         }
-        let w = self.window;
+        let want = want.min(EHDR_SIZE);
         let (mut n, mut pos) = (d.n, d.pos);
-        // Keep four bytes in view: a byte, and if it is a backslash, up to three digits.
-        let end = w.len().saturating_sub(3);
-        let mut ended = true;
-        while pos < end {
+        let ended = loop {
+            // Keep four bytes in view: a byte, and if it is a backslash, up to three digits.
+            let Some(y) = self.word32(pos) else {
+                break true;
+            };
             if n >= want {
-                ended = false;
-                break;
+                break false;
             }
-            // The common case first: two escapes of a backslash and three octal digits (eight
-            // bytes in view keep the second escape's four inside the window too).
-            if let Some(chunk) = w.get(pos..).and_then(<[u8]>::first_chunk::<8>) {
-                let x = u64::from_le_bytes(*chunk);
-                if x & 0xf8f8_f8ff_f8f8_f8ff == 0x3030_305c_3030_305c && want.saturating_sub(n) >= 2
-                {
-                    let [_, a1, a2, a3, _, b1, b2, b3] = *chunk;
-                    if let Some(slot) = d.out.get_mut(n) {
-                        *slot = ((a1 & 7) << 6) | ((a2 & 7) << 3) | (a3 & 7);
-                    }
-                    // Both within the window, so these cannot wrap.
-                    n = n.wrapping_add(1);
-                    if let Some(slot) = d.out.get_mut(n) {
-                        *slot = ((b1 & 7) << 6) | ((b2 & 7) << 3) | (b3 & 7);
-                    }
-                    n = n.wrapping_add(1);
-                    pos = pos.wrapping_add(8);
+            if y & 0xf8f8_f8ff == 0x3030_305c {
+                let (k, m) = self.three_digit_run(&mut d.out, n, want, pos);
+                if m > 0 {
+                    // Within the header and the window, so these cannot wrap.
+                    (n, pos) = (n.wrapping_add(k), pos.wrapping_add(m));
                     continue;
                 }
             }
-            let Some(&[c, d1, d2, d3]) = w.get(pos..).and_then(<[u8]>::first_chunk::<4>) else {
-                break;
-            };
-            // `pos < end` here and below, so the increments cannot wrap.
-            pos = pos.wrapping_add(1);
-            if c == b'\'' {
-                break;
-            }
-            let mut v = c;
-            if c == b'\\' {
-                // Up to three octal digits, kept modulo 256 as loader.c's `char` keeps them.
-                let (o1, o2, o3) = (
-                    d1.wrapping_sub(b'0'),
-                    d2.wrapping_sub(b'0'),
-                    d3.wrapping_sub(b'0'),
-                );
-                if o1 < 8 {
-                    v = o1;
+            // Four bytes remain at `pos`, so these cannot wrap.
+            let [c, ..] = y.to_le_bytes();
+            let (v, len) = match c {
+                b'\'' => {
                     pos = pos.wrapping_add(1);
-                    if o2 < 8 {
-                        v = v.wrapping_shl(3) | o2;
-                        pos = pos.wrapping_add(1);
-                        if o3 < 8 {
-                            v = v.wrapping_shl(3) | o3;
-                            pos = pos.wrapping_add(1);
-                        }
-                    }
+                    break true;
                 }
-            }
+                b'\\' => escape(y),
+                c => (c, 1),
+            };
             if let Some(slot) = d.out.get_mut(n) {
                 *slot = v;
             }
-            n = n.wrapping_add(1);
-        }
+            (n, pos) = (n.wrapping_add(1), pos.wrapping_add(len));
+        };
         (d.n, d.pos, d.ended) = (n, pos, ended);
+    }
+
+    /// Decodes a run of escapes of three digits at `pos` into `out[n..want]`, two per eight
+    /// bytes (which keeps each escape before the window's last four bytes). Returns the bytes
+    /// decoded and the bytes read: none where fewer than two escapes or bytes are left.
+    fn three_digit_run(
+        &self,
+        out: &mut [u8; EHDR_SIZE],
+        n: usize,
+        want: usize,
+        pos: usize,
+    ) -> (usize, usize) {
+        let Some(dst) = out.get_mut(n..want) else {
+            return (0, 0);
+        };
+        let mut pairs = 0usize;
+        let mut at = pos;
+        for o in dst.chunks_exact_mut(2) {
+            let Some(x) = self.word(at) else {
+                break;
+            };
+            if x & 0xf8f8_f8ff_f8f8_f8ff != 0x3030_305c_3030_305c {
+                break;
+            }
+            if let Some(o) = o.first_chunk_mut() {
+                *o = three_digit_escapes(x);
+            }
+            // Within the header and the window, so these cannot wrap.
+            pairs = pairs.wrapping_add(1);
+            at = at.wrapping_add(8);
+        }
+        // At most a header's worth, so these cannot wrap.
+        (pairs.wrapping_mul(2), pairs.wrapping_mul(8))
+    }
+
+    /// Decodes the statement at `d` to its header's end, then only finds where it ends:
+    /// `d.n` is its length up to [`EHDR_SIZE`], and `d.pos` one past where decoding stopped.
+    fn decode_statement(&self, d: &mut Decoded) {
+        self.decode(d, EHDR_SIZE);
+        if !d.ended {
+            d.pos = self.finish(d.pos);
+            d.ended = true;
+        }
     }
 
     /// Whether the statement body at `body`, whose magic was seen, decodes to a whole header.
@@ -425,17 +522,22 @@ impl Statements<'_> {
     ///
     /// An escape consumes only octal digits, never a quote, so decoding reaches the first
     /// quote at or after `pos` if it lies before the last three bytes of the window; past
-    /// that, or with no quote, this decodes to find out.
+    /// that, or with no quote, this steps through to find out.
     fn finish(&self, pos: usize) -> usize {
         let end = self.window.len().saturating_sub(3);
-        match self.find_quote(pos) {
-            Some(q) if q < end => q.saturating_add(1),
-            _ => {
-                let mut d = Decoded::at(pos);
-                self.decode(&mut d, usize::MAX);
-                d.pos
-            }
+        if let Some(q) = self.find_quote(pos).filter(|&q| q < end) {
+            return q.saturating_add(1);
         }
+        let mut pos = pos;
+        // Four bytes remain at `pos`, so these cannot wrap.
+        while let Some(&four) = self.window.get(pos..).and_then(<[u8]>::first_chunk::<4>) {
+            pos = match four {
+                [b'\'', ..] => return pos.wrapping_add(1),
+                [b'\\', ..] => pos.wrapping_add(escape(u32::from_le_bytes(four)).1),
+                _ => pos.wrapping_add(1),
+            };
+        }
+        pos
     }
 
     /// The offset of the next `printf '` at or after `from`.
@@ -459,33 +561,88 @@ impl Statements<'_> {
     /// Every exec of an APE scans its prologue, so this looks at eight bytes at a time for the
     /// quote, the rarest byte of a statement in a shell script.
     fn find_quote(&self, from: usize) -> Option<usize> {
-        const QUOTES: u64 = u64::from_le_bytes([b'\''; 8]);
-        const LOW: u64 = u64::from_le_bytes([0x01; 8]);
-        const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
-        let w = self.window;
-        let mut chunks = w.get(from..)?.chunks_exact(8);
+        if ALIGNED_LOADS {
+            return self.find_quote_in_words(from);
+        }
+        let rest = self.window.get(from..)?;
+        let mut chunks = rest.chunks_exact(16);
         let mut q = from;
         for chunk in chunks.by_ref() {
-            // A zero byte of `x` marks a quote (the classic SWAR test: exact for the lowest
-            // zero byte, and every candidate is checked below anyway).
-            let x = u64::from_le_bytes(*chunk.first_chunk::<8>()?) ^ QUOTES;
-            let mut hits = x.wrapping_sub(LOW) & !x & HIGH;
-            while hits != 0 {
-                let byte = usize::try_from(hits.trailing_zeros() / 8).ok()?;
-                let at = q.checked_add(byte)?;
-                if w.get(at) == Some(&b'\'') {
+            let (lo, hi) = chunk.split_at(8);
+            let word = |c: &[u8]| c.first_chunk().map_or(0, |c| u64::from_le_bytes(*c));
+            let (lo, hi) = (quotes_in(word(lo)), quotes_in(word(hi)));
+            if lo | hi != 0 {
+                if let Some(at) = self.first_quote(q, lo) {
                     return Some(at);
                 }
-                hits &= hits.wrapping_sub(1);
+                if let Some(at) = self.first_quote(q.checked_add(8)?, hi) {
+                    return Some(at);
+                }
             }
             // Within the window, so this cannot wrap.
-            q = q.wrapping_add(8);
+            q = q.wrapping_add(16);
         }
         // The last few bytes, one at a time.
-        let tail = chunks.remainder();
-        let at = tail.iter().position(|&c| c == b'\'')?;
+        let at = chunks.remainder().iter().position(|&c| c == b'\'')?;
         q.checked_add(at)
     }
+
+    /// [`Statements::find_quote`] an aligned word at a time.
+    fn find_quote_in_words(&self, from: usize) -> Option<usize> {
+        let w = self.window;
+        // The bytes before the aligned words, one at a time.
+        let head = self.lead.min(w.len());
+        if let Some(at) = w
+            .get(from..head)
+            .and_then(|h| h.iter().position(|&c| c == b'\''))
+        {
+            return from.checked_add(at);
+        }
+        // The words, ignoring the bytes of the first one that lie before `from`.
+        let start = from.max(self.lead);
+        let rel = start.wrapping_sub(self.lead);
+        let mut mask = u64::MAX.wrapping_shl(u32::try_from(rel & 7).ok()?.wrapping_mul(8));
+        let mut at = self.lead.wrapping_add(rel & !7);
+        for &word in self.words.get(rel >> 3..).unwrap_or_default() {
+            let hits = quotes_in(u64::from_le(word)) & mask;
+            if hits != 0 {
+                if let Some(q) = self.first_quote(at, hits) {
+                    return Some(q);
+                }
+            }
+            mask = u64::MAX;
+            // Within the window, so this cannot wrap.
+            at = at.wrapping_add(8);
+        }
+        // The bytes after them, one at a time.
+        let tail = start.max(self.lead.saturating_add(self.words.len().saturating_mul(8)));
+        let at = w.get(tail..)?.iter().position(|&c| c == b'\'')?;
+        tail.checked_add(at)
+    }
+
+    /// The first quote among the candidates `hits` ([`quotes_in`]) of the eight bytes at `at`.
+    fn first_quote(&self, at: usize, mut hits: u64) -> Option<usize> {
+        while hits != 0 {
+            let byte = usize::try_from(hits.trailing_zeros() / 8).ok()?;
+            let q = at.checked_add(byte)?;
+            if self.window.get(q) == Some(&b'\'') {
+                return Some(q);
+            }
+            hits &= hits.wrapping_sub(1);
+        }
+        None
+    }
+}
+
+/// The bytes of `word` (little-endian) that may be quotes, as their high bits: the classic SWAR
+/// test for a zero byte of `word` xor quotes, exact for the first quote and possibly wrong
+/// above it (the caller checks each candidate).
+fn quotes_in(word: u64) -> u64 {
+    const QUOTES: u64 = u64::from_le_bytes([b'\''; 8]);
+    const LOW: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    let x = word ^ QUOTES;
+    x.wrapping_sub(LOW) & !x & HIGH
 }
 
 impl Iterator for Statements<'_> {
@@ -495,7 +652,7 @@ impl Iterator for Statements<'_> {
         loop {
             let offset = self.find_printf(self.pos)?;
             let mut d = Decoded::at(offset.saturating_add(PRINTF.len()));
-            self.decode(&mut d, usize::MAX);
+            self.decode_statement(&mut d);
             self.pos = d.pos.saturating_add(1);
             if d.n >= EHDR_SIZE && d.out.starts_with(ELFMAG) {
                 return Some(Statement {
@@ -697,7 +854,7 @@ fn scan<S: Source>(
                 continue;
             }
         }
-        scan.decode(&mut d, usize::MAX);
+        scan.decode_statement(&mut d);
         from = d.pos.saturating_add(1);
         if d.n < EHDR_SIZE || !d.out.starts_with(ELFMAG) {
             continue;

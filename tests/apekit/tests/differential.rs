@@ -201,3 +201,87 @@ fn random_bytes_after_magic() {
         agree(&f, &format!("random {r}"));
     }
 }
+
+#[test]
+fn every_escape() {
+    // A backslash and any three of these, in each CPU's statement, as the header's first
+    // byte, the low byte of `e_machine`, and its last byte (where any value leaves a valid
+    // header, so the value shows): digits, the bytes either side of them, a backslash, a
+    // quote, and bytes with the high bit set.
+    const ALPHABET: &[u8] = b"0134789/:\\'a\x00\xb0\xb7\xff";
+    let base = fat();
+    let statements: Vec<usize> = base
+        .windows(8)
+        .enumerate()
+        .filter(|(_, w)| w == b"printf '")
+        .map(|(i, _)| i + 8)
+        .collect();
+    assert_eq!(statements.len(), 2, "the fat fixture has two statements");
+    let mut n = 0;
+    for &body in &statements {
+        // The fixture spells every byte as a backslash and three digits.
+        for byte in [0, 18, 63] {
+            let at = body + 4 * byte;
+            assert_eq!(base[at], b'\\');
+            for &a in ALPHABET {
+                for &b in ALPHABET {
+                    for &c in ALPHABET {
+                        let mut f = base.clone();
+                        f[at + 1..at + 4].copy_from_slice(&[a, b, c]);
+                        agree(&f, &format!("escape \\{:?} at byte {byte}", [a, b, c]));
+                        n += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(n, 6 * ALPHABET.len().pow(3));
+}
+
+/// The verdicts on `f` where it starts at each offset from an aligned address are the reference
+/// model's: the scans load aligned words where they can, and bytes around them.
+fn agree_at_every_alignment(f: &[u8], what: &str) {
+    let mut buf = vec![0u64; f.len() / 8 + 2];
+    for m in [X86, ARM] {
+        let want = apekit::reference::select(f, m, PAGE).result;
+        for k in 0..8 {
+            // A u64 buffer is aligned to 8, so its bytes from `k` on start k bytes past that.
+            let bytes: &mut [u8] = as_bytes(&mut buf);
+            bytes[k..k + f.len()].copy_from_slice(f);
+            let got = verdict(&bytes[k..k + f.len()], m, PAGE);
+            assert_eq!(got, want, "{what}: machine {m}, {k} bytes past alignment");
+        }
+    }
+}
+
+fn as_bytes(words: &mut [u64]) -> &mut [u8] {
+    // SAFETY: A u8 view of u64s: every byte is initialised and u8 has no alignment.
+    unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast(), words.len() * 8) }
+}
+
+#[test]
+fn alignment_does_not_matter() {
+    let mut files = vec![("fat".to_string(), fat())];
+    let mut ent = std::fs::read(real_dir().join("ent.com")).unwrap();
+    ent.truncate(64 * 1024);
+    files.push(("ent.com".into(), ent));
+    for dir in ["fix", "corpus", "bench"] {
+        for e in std::fs::read_dir(fixtures_dir().join(dir)).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "ape") {
+                let mut f = std::fs::read(&p).unwrap();
+                f.truncate(64 * 1024);
+                files.push((p.display().to_string(), f));
+            }
+        }
+    }
+    let mut rng = Rng(0x5eed_0004);
+    for (name, f) in &files {
+        agree_at_every_alignment(f, name);
+        for r in 0..50 {
+            let mut g = f.clone();
+            mutate(&mut rng, &mut g);
+            agree_at_every_alignment(&g, &format!("{name} round {r}"));
+        }
+    }
+}
