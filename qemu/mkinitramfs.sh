@@ -41,9 +41,9 @@ trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,mnt,test,ape/real,ape/user,lib/modules}
 cp "$busybox" "$root/bin/busybox"
 # uname dd gzip mv rm: what an APE's prologue uses when the shell runs it (make bench's
-# fallback); true: the exec selftests'.
+# fallback); true: the exec selftests'; mke2fs: the debug kernel's read-failure test.
 for a in sh mount umount insmod rmmod lsmod modprobe dmesg reboot cat echo mkdir ls sleep cp chmod \
-	uname dd gzip mv rm true; do
+	uname dd gzip mv rm true mke2fs; do
 	ln -s busybox "$root/bin/$a"
 done
 ln -s ../bin/busybox "$root/sbin/modprobe"

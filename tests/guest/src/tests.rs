@@ -400,6 +400,113 @@ fn failed_allocations() -> Check {
     }
 }
 
+/// Which pages of the first `pages` of the file at `path` are in the page cache (mincore).
+fn cached_pages(path: &str, pages: usize) -> Result<Vec<bool>, String> {
+    let f = fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
+    let len = usize::try_from(page_size()).unwrap_or(4096) * pages;
+    use std::os::fd::AsRawFd;
+    // SAFETY: A shared read-only mapping of `len` bytes of an open file, unmapped below;
+    // mincore writes one byte per page into `vec`, which has `pages` of them.
+    unsafe {
+        let addr = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        );
+        if addr == libc::MAP_FAILED {
+            return Err(format!("mmap {path}: {}", std::io::Error::last_os_error()));
+        }
+        let mut vec = vec![0u8; pages];
+        let r = libc::mincore(addr, len, vec.as_mut_ptr());
+        let err = std::io::Error::last_os_error();
+        libc::munmap(addr, len);
+        if r != 0 {
+            return Err(format!("mincore {path}: {err}"));
+        }
+        Ok(vec.iter().map(|b| b & 1 != 0).collect())
+    }
+}
+
+/// Read errors that [`failed_reads`] caused: the only ones `counters` accepts.
+static INJECTED_READ_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// With fail_make_request failing the block I/O of the exec's task, an APE whose window
+/// reaches past the first page, of which only the first page is cached, fails with EIO,
+/// counted in `read_errors`; afterwards it runs. The file lies on ext2 on a loop device:
+/// tmpfs, where every other file of the guest lies, always holds a file's pages, so reads
+/// there cannot fail.
+fn failed_reads() -> Check {
+    const IMG: &str = "/tmp/blk.img";
+    const MNT: &str = "/mnt/blk";
+    const WORST: &str = "/ape/bench/worst-window.ape";
+    let ape = format!("{MNT}/worst-window.ape");
+    fs::File::create(IMG)
+        .and_then(|f| f.set_len(4 << 20))
+        .map_err(|e| format!("{IMG}: {e}"))?;
+    sh("mke2fs", &["-F", "-b", "4096", IMG])?;
+    fs::create_dir_all(MNT).map_err(|e| format!("{MNT}: {e}"))?;
+    sh("mount", &["-t", "ext2", "-o", "loop", IMG, MNT])?;
+    let copied = sh("cp", &[WORST, &ape]);
+    sh("umount", &[MNT])?;
+    copied?;
+    // Mounted again, nothing of the file is cached. Read its first page with readahead off.
+    sh("mount", &["-t", "ext2", "-o", "loop,ro", IMG, MNT])?;
+    let result = (|| {
+        let f = fs::File::open(&ape).map_err(|e| format!("{ape}: {e}"))?;
+        use std::os::fd::AsRawFd;
+        let mut b = [0u8; 1];
+        // SAFETY: `f` is open; `b` has room for the one byte read.
+        let n = unsafe {
+            libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM);
+            libc::pread(f.as_raw_fd(), b.as_mut_ptr().cast(), 1, 0)
+        };
+        expect_eq("pread", n, 1)?;
+        drop(f);
+        expect_eq("cached pages", cached_pages(&ape, 2)?, vec![true, false])?;
+        let dev = read("/proc/mounts")?
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(MNT))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|d| d.strip_prefix("/dev/"))
+            .map(String::from)
+            .ok_or("no loop device in /proc/mounts")?;
+        let set = |attr: &str, v: &str| write(&format!("{DEBUGFS}/fail_make_request/{attr}"), v);
+        set("task-filter", "Y")?;
+        set("interval", "1")?;
+        set("times", "-1")?;
+        set("verbose", "0")?;
+        write(&format!("/sys/block/{dev}/make-it-fail"), "1")?;
+        set("probability", "100")?;
+        let before = counter("read_errors");
+        let who = As {
+            make_it_fail: true,
+            ..As::default()
+        };
+        let failed = run_as(who, &ape, &[&ape], Stdin::Null);
+        set("probability", "0")?;
+        write(&format!("/sys/block/{dev}/make-it-fail"), "0")?;
+        expect_eq(
+            "execve with failing reads",
+            failed.outcome,
+            Outcome::Errno(libc::EIO),
+        )?;
+        expect_eq("read_errors", counter("read_errors"), before + 1)?;
+        INJECTED_READ_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let r = run(&ape, &[&ape], Stdin::Null);
+        if ran(&r) {
+            Ok(())
+        } else {
+            Err(format!("afterwards: {}", describe(&r)))
+        }
+    })();
+    let unmounted = sh("umount", &[MNT]);
+    let _ = fs::remove_file(IMG);
+    result.and(unmounted)
+}
+
 /// Runs the kernel's exec selftests (qemu/mkinitramfs.sh builds them) in their directory.
 fn exec_selftests() -> Vec<(&'static str, Run)> {
     const DIR: &str = "/selftests/exec";
@@ -718,6 +825,7 @@ fn plan() -> Vec<Test> {
             "debug.failed_allocations_give_enomem",
             failed_allocations,
         ));
+        v.push(t("debug.failed_reads_give_eio", failed_reads));
     }
     // Exec semantics: each case gives the fat APE and its payload as a plain ELF the same
     // outcome, and the one named.
@@ -1000,7 +1108,8 @@ fn plan() -> Vec<Test> {
         let (debug, invalid, nomach, nohdr) =
             (counter("declined_debug"), counter("declined_invalid"), counter("declined_no_machine"), counter("declined_no_header"));
         let read_errors = counter("read_errors");
-        if handled >= 20 && debug >= 4 && invalid >= 10 && nomach >= 1 && nohdr >= 3 && read_errors == 0 {
+        let injected = INJECTED_READ_ERRORS.load(std::sync::atomic::Ordering::Relaxed);
+        if handled >= 20 && debug >= 4 && invalid >= 10 && nomach >= 1 && nohdr >= 3 && read_errors == injected {
             Ok(())
         } else {
             Err(format!(
