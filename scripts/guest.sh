@@ -13,9 +13,9 @@ LOG_TAG=guest
 mode=$1
 arch_facts "$ARCH"
 kdir=$("$BINFMT_APE_ROOT"/scripts/build-kernel.sh)
-# VARIANT=builtin is make patches' tree (KERNEL_TREE) with binfmt_ape built in: no module.
+# A kernel with binfmt_ape built in (make patches' tree, BINFMT_APE=y) needs no module.
 ko=
-if [ "$VARIANT" != builtin ]; then
+if ! grep -qx 'CONFIG_BINFMT_APE=y' "$kdir/.config"; then
 	ko=$(CLIPPY=1 "$BINFMT_APE_ROOT"/scripts/build-module.sh "$kdir")
 fi
 if [ "$mode" = bench ]; then
