@@ -63,12 +63,14 @@ def ms(ns):
 def scenario_table(run):
     base = run["by_name"]["native"]["median_ns"]
     unit = "Minstr" if run["clock"] == "icount" else "ms"
+    # Under icount a guest nanosecond is an instruction; on the wall clock it is TCG time.
+    own_unit = "instr." if run["clock"] == "icount" else "ns"
     lines = [
         f"#### {run['arch']}, Linux {run['kernel']}, {run['page_size'] // 1024} KiB pages, "
         f"{run['clock']} ({'1 ns = 1 guest instruction' if run['clock'] == 'icount' else 'wall clock'}), "
         f"{run['iterations']} execs per scenario",
         "",
-        f"| scenario | what | median ({unit}) | p90 | p99 | ÷ native | module's own (instr.) | bytes copied |",
+        f"| scenario | what | median ({unit}) | p90 | p99 | ÷ native | module's own ({own_unit}) | bytes copied |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for s in run["scenarios"]:

@@ -71,7 +71,10 @@ fn builtin() -> bool {
 /// modpost marked `intree=Y`. It has binfmt_elf load APEs directly, never rewriting
 /// `bprm->buf`, so binfmt_misc's rules never see a decoded header.
 fn in_tree() -> bool {
-    builtin() || fs::read(MODULE).is_ok_and(|ko| ko.windows(9).any(|w| w == b"intree=Y\0"))
+    static IN_TREE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IN_TREE.get_or_init(|| {
+        builtin() || fs::read(MODULE).is_ok_and(|ko| ko.windows(9).any(|w| w == b"intree=Y\0"))
+    })
 }
 
 /// A test of loading or unloading binfmt_ape or binfmt_misc: skipped, by name, where both are
