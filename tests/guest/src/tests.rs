@@ -380,22 +380,27 @@ fn failed_allocations() -> Check {
         set(&format!("{fa}/probability"), "100")?;
     }
     set("fail_page_alloc/min-order", "0")?;
-    let before = counter("alloc_errors");
+    let disarm = || {
+        ["failslab", "fail_page_alloc"]
+            .iter()
+            .try_for_each(|fa| set(&format!("{fa}/probability"), "0"))
+    };
+    injected_failure(WORST, libc::ENOMEM, "alloc_errors", disarm)
+}
+
+/// With fault injection armed for the tasks that ask for it, an exec of `path` by such a task
+/// fails with `errno` and adds one to the counter `name`; once `disarm` has run, `path` runs.
+fn injected_failure(path: &str, errno: i32, name: &str, disarm: impl FnOnce() -> Check) -> Check {
+    let before = counter(name);
     let who = As {
         make_it_fail: true,
         ..As::default()
     };
-    let failed = run_as(who, WORST, &[WORST], Stdin::Null);
-    for fa in ["failslab", "fail_page_alloc"] {
-        set(&format!("{fa}/probability"), "0")?;
-    }
-    expect_eq(
-        "execve with failing allocations",
-        failed.outcome,
-        Outcome::Errno(libc::ENOMEM),
-    )?;
-    expect_eq("alloc_errors", counter("alloc_errors"), before + 1)?;
-    let r = run(WORST, &[WORST], Stdin::Null);
+    let failed = run_as(who, path, &[path], Stdin::Null);
+    disarm()?;
+    expect_eq("execve", failed.outcome, Outcome::Errno(errno))?;
+    expect_eq(name, counter(name), before + 1)?;
+    let r = run(path, &[path], Stdin::Null);
     if ran(&r) {
         Ok(())
     } else {
@@ -484,26 +489,14 @@ fn failed_reads() -> Check {
         write(&format!("/sys/block/{dev}/make-it-fail"), "1")?;
         set("probability", "100")?;
         let before = counter("read_errors");
-        let who = As {
-            make_it_fail: true,
-            ..As::default()
+        let disarm = || {
+            set("probability", "0")?;
+            write(&format!("/sys/block/{dev}/make-it-fail"), "0")
         };
-        let failed = run_as(who, &ape, &[&ape], Stdin::Null);
-        set("probability", "0")?;
-        write(&format!("/sys/block/{dev}/make-it-fail"), "0")?;
-        expect_eq(
-            "execve with failing reads",
-            failed.outcome,
-            Outcome::Errno(libc::EIO),
-        )?;
-        expect_eq("read_errors", counter("read_errors"), before + 1)?;
-        INJECTED_READ_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let r = run(&ape, &[&ape], Stdin::Null);
-        if ran(&r) {
-            Ok(())
-        } else {
-            Err(format!("afterwards: {}", describe(&r)))
-        }
+        let r = injected_failure(&ape, libc::EIO, "read_errors", disarm);
+        let caused = counter("read_errors").saturating_sub(before);
+        INJECTED_READ_ERRORS.fetch_add(caused, std::sync::atomic::Ordering::Relaxed);
+        r
     })();
     let unmounted = sh("umount", &[MNT]);
     let _ = fs::remove_file(IMG);
