@@ -30,9 +30,10 @@ fi
 out=$BUILD/patches
 tree=$CACHE/patches/$name
 # The series' author: GIT_AUTHOR_NAME and GIT_AUTHOR_EMAIL, else this repository's identity.
-name_=${GIT_AUTHOR_NAME:-$(git -C "$BINFMT_APE_ROOT" config user.name || echo binfmt_ape)}
-email=${GIT_AUTHOR_EMAIL:-$(git -C "$BINFMT_APE_ROOT" config user.email || echo binfmt_ape@localhost)}
-git=(git -C "$tree" -c user.name="$name_" -c user.email="$email"
+author_name=${GIT_AUTHOR_NAME:-$(git -C "$BINFMT_APE_ROOT" config user.name || echo binfmt_ape)}
+author_email=${GIT_AUTHOR_EMAIL:-$(git -C "$BINFMT_APE_ROOT" config user.email || echo binfmt_ape@localhost)}
+author="$author_name <$author_email>"
+git=(git -C "$tree" -c user.name="$author_name" -c user.email="$author_email"
 	-c commit.gpgsign=false -c core.autocrlf=false -c advice.detachedHead=false)
 
 if [ ! -e "$tree/.git/pristine-done" ]; then
@@ -52,7 +53,6 @@ fi
 # The series, step by step, each one commit.
 "${git[@]}" checkout -q -f -B series pristine
 "${git[@]}" clean -q -f -d -x
-author="$("${git[@]}" config user.name) <$("${git[@]}" config user.email)>"
 steps=(elf binfmt sysctl module docs selftest maintainers)
 n=0
 for step in "${steps[@]}"; do

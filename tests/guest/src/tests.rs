@@ -6,6 +6,7 @@
 use crate::exec::{self, run, run_as, run_how, spawn, As, How, Outcome, Run, Stdin};
 use crate::storm;
 use std::fs;
+use std::os::fd::AsRawFd;
 use std::process::Command;
 
 const MODULE: &str = "/lib/modules/binfmt_ape.ko";
@@ -26,6 +27,11 @@ const NATIVE: &str = "/bin/payload-exec";
 const ARCH: &str = "x86_64";
 #[cfg(target_arch = "aarch64")]
 const ARCH: &str = "aarch64";
+/// This CPU's ELF `e_machine` (EM_X86_64, EM_AARCH64).
+#[cfg(target_arch = "x86_64")]
+const E_MACHINE: u16 = 62;
+#[cfg(target_arch = "aarch64")]
+const E_MACHINE: u16 = 183;
 
 type Check = Result<(), String>;
 
@@ -412,7 +418,6 @@ fn injected_failure(path: &str, errno: i32, name: &str, disarm: impl FnOnce() ->
 fn cached_pages(path: &str, pages: usize) -> Result<Vec<bool>, String> {
     let f = fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
     let len = usize::try_from(page_size()).unwrap_or(4096) * pages;
-    use std::os::fd::AsRawFd;
     // SAFETY: A shared read-only mapping of `len` bytes of an open file, unmapped below;
     // mincore writes one byte per page into `vec`, which has `pages` of them.
     unsafe {
@@ -464,7 +469,6 @@ fn failed_reads() -> Check {
     sh("mount", &["-t", "ext2", "-o", "loop,ro", IMG, MNT])?;
     let result = (|| {
         let f = fs::File::open(&ape).map_err(|e| format!("{ape}: {e}"))?;
-        use std::os::fd::AsRawFd;
         let mut b = [0u8; 1];
         // SAFETY: `f` is open; `b` has room for the one byte read.
         let n = unsafe {
@@ -519,20 +523,19 @@ fn exec_selftests() -> Vec<(&'static str, Run)> {
         .collect()
 }
 
-/// Mounts binfmt_misc with rules for every APE magic, the way Wine's MZ rule catches APEs.
 /// The first 40 bytes (through `e_phoff`) of the ELF header that [`FAT`] spells for this CPU:
 /// mkape writes each image at a 64 KiB boundary with that very header.
 fn fat_elf_header() -> Result<Vec<u8>, String> {
     let file = fs::read(FAT).map_err(|e| format!("{FAT}: {e}"))?;
-    let machine: u16 = if ARCH == "x86_64" { 62 } else { 183 };
     file.chunks(65536)
         .skip(1)
-        .find(|c| c.starts_with(b"\x7fELF") && c.get(18..20) == Some(&machine.to_le_bytes()[..]))
+        .find(|c| c.starts_with(b"\x7fELF") && c.get(18..20) == Some(&E_MACHINE.to_le_bytes()[..]))
         .and_then(|c| c.get(..40))
         .map(<[u8]>::to_vec)
         .ok_or_else(|| format!("no ELF image for {ARCH} in {FAT}"))
 }
 
+/// Mounts binfmt_misc with rules for every APE magic, the way Wine's MZ rule catches APEs.
 fn mount_misc_with_rules() -> Check {
     sh("mount", &["-t", "binfmt_misc", "none", MISC])?;
     for rule in [
@@ -621,14 +624,13 @@ fn core_dump() -> Check {
         });
     write(CORE_PATTERN, &format!("{old}\n"))?;
     let core = dumped?;
-    let machine = if ARCH == "x86_64" { 62u16 } else { 183 };
     let half = |at: usize| {
         core.get(at..at + 2)
             .map(|b| u16::from_le_bytes([b[0], b[1]]))
     };
     expect_eq("magic", core.get(..4), Some(&b"\x7fELF"[..]))?;
     expect_eq("e_type (ET_CORE)", half(16), Some(4))?;
-    expect_eq("e_machine", half(18), Some(machine))
+    expect_eq("e_machine", half(18), Some(E_MACHINE))
 }
 
 fn suid_copy(path: &str) -> Check {
