@@ -247,6 +247,27 @@ fn three_digit_escapes(x: u64) -> [u8; 2] {
     [a, b]
 }
 
+/// Decodes pairs of three-digit escapes, each word of `src` (eight bytes, little-endian) into a
+/// pair of bytes of `dst`, until either runs out or a word is not two such escapes; returns the
+/// pairs decoded.
+fn escape_pairs<'a>(
+    dst: impl Iterator<Item = &'a mut [u8]>,
+    src: impl Iterator<Item = u64>,
+) -> usize {
+    let mut done = 0usize;
+    for (o, x) in dst.zip(src) {
+        if x & 0xf8f8_f8ff_f8f8_f8ff != 0x3030_305c_3030_305c {
+            break;
+        }
+        if let Some(o) = o.first_chunk_mut() {
+            *o = three_digit_escapes(x);
+        }
+        // At most a header's worth, so this cannot wrap.
+        done = done.wrapping_add(1);
+    }
+    done
+}
+
 /// The byte that the escape starting at a backslash stands for, and the escape's length:
 /// `y` holds the backslash and the next three bytes, little-endian. Up to three octal digits
 /// follow, their value kept modulo 256 as loader.c's `char` keeps it; without any, the
@@ -481,24 +502,45 @@ impl Statements<'_> {
         let Some(dst) = out.get_mut(n..want) else {
             return (0, 0);
         };
-        let mut pairs = 0usize;
-        let mut at = pos;
-        for o in dst.chunks_exact_mut(2) {
-            let Some(x) = self.word(at) else {
-                break;
-            };
-            if x & 0xf8f8_f8ff_f8f8_f8ff != 0x3030_305c_3030_305c {
-                break;
-            }
-            if let Some(o) = o.first_chunk_mut() {
-                *o = three_digit_escapes(x);
-            }
-            // Within the header and the window, so these cannot wrap.
-            pairs = pairs.wrapping_add(1);
-            at = at.wrapping_add(8);
-        }
+        let pairs = dst.chunks_exact_mut(2);
+        let done = if ALIGNED_LOADS {
+            self.escape_pairs_in_words(pairs, pos)
+        } else {
+            let src = self.window.get(pos..).unwrap_or_default().chunks_exact(8);
+            escape_pairs(
+                pairs,
+                src.map(|c| c.first_chunk().map_or(0, |c| u64::from_le_bytes(*c))),
+            )
+        };
         // At most a header's worth, so these cannot wrap.
-        (pairs.wrapping_mul(2), pairs.wrapping_mul(8))
+        (done.wrapping_mul(2), done.wrapping_mul(8))
+    }
+
+    /// [`escape_pairs`] from the aligned words: each eight bytes from `pos` on joined from the
+    /// two words that hold them, one new word per pair. (A pair in the last word is left to the
+    /// caller's escape-at-a-time path.)
+    fn escape_pairs_in_words(
+        &self,
+        pairs: core::slice::ChunksExactMut<'_, u8>,
+        pos: usize,
+    ) -> usize {
+        let Some(rel) = pos.checked_sub(self.lead) else {
+            return 0;
+        };
+        let mut words = self.words.get(rel >> 3..).unwrap_or_default().iter();
+        let Some(&first) = words.next() else {
+            return 0;
+        };
+        // `hi << (64 - shift)`, in two steps so that a shift of 0 gives 0.
+        let shift = u32::try_from(rel & 7).map_or(0, |r| r.wrapping_mul(8));
+        let mut lo = u64::from_le(first);
+        let joined = words.map(|&hi| {
+            let hi = u64::from_le(hi);
+            let x = lo.wrapping_shr(shift) | (hi << 1).wrapping_shl(63u32.wrapping_sub(shift));
+            lo = hi;
+            x
+        });
+        escape_pairs(pairs, joined)
     }
 
     /// Decodes the statement at `d` to its header's end, then only finds where it ends:
@@ -558,37 +600,9 @@ impl Statements<'_> {
 
     /// The offset of the next quote at or after `from`.
     ///
-    /// Every exec of an APE scans its prologue, so this looks at eight bytes at a time for the
-    /// quote, the rarest byte of a statement in a shell script.
+    /// Every exec of an APE scans its prologue, so this looks at the window's aligned words, two
+    /// at a time, for the quote, the rarest byte of a statement in a shell script.
     fn find_quote(&self, from: usize) -> Option<usize> {
-        if ALIGNED_LOADS {
-            return self.find_quote_in_words(from);
-        }
-        let rest = self.window.get(from..)?;
-        let mut chunks = rest.chunks_exact(16);
-        let mut q = from;
-        for chunk in chunks.by_ref() {
-            let (lo, hi) = chunk.split_at(8);
-            let word = |c: &[u8]| c.first_chunk().map_or(0, |c| u64::from_le_bytes(*c));
-            let (lo, hi) = (quotes_in(word(lo)), quotes_in(word(hi)));
-            if lo | hi != 0 {
-                if let Some(at) = self.first_quote(q, lo) {
-                    return Some(at);
-                }
-                if let Some(at) = self.first_quote(q.checked_add(8)?, hi) {
-                    return Some(at);
-                }
-            }
-            // Within the window, so this cannot wrap.
-            q = q.wrapping_add(16);
-        }
-        // The last few bytes, one at a time.
-        let at = chunks.remainder().iter().position(|&c| c == b'\'')?;
-        q.checked_add(at)
-    }
-
-    /// [`Statements::find_quote`] an aligned word at a time.
-    fn find_quote_in_words(&self, from: usize) -> Option<usize> {
         let w = self.window;
         // The bytes before the aligned words, one at a time.
         let head = self.lead.min(w.len());
@@ -598,23 +612,41 @@ impl Statements<'_> {
         {
             return from.checked_add(at);
         }
-        // The words, ignoring the bytes of the first one that lie before `from`.
+        // The word holding `start`, ignoring its bytes before `start`.
         let start = from.max(self.lead);
         let rel = start.wrapping_sub(self.lead);
-        let mut mask = u64::MAX.wrapping_shl(u32::try_from(rel & 7).ok()?.wrapping_mul(8));
         let mut at = self.lead.wrapping_add(rel & !7);
-        for &word in self.words.get(rel >> 3..).unwrap_or_default() {
-            let hits = quotes_in(u64::from_le(word)) & mask;
-            if hits != 0 {
-                if let Some(q) = self.first_quote(at, hits) {
+        let mut words = self.words.get(rel >> 3..).unwrap_or_default().iter();
+        if let Some(&word) = words.next() {
+            let skip = u64::MAX.wrapping_shl(u32::try_from(rel & 7).ok()?.wrapping_mul(8));
+            if let Some(q) = self.first_quote(at, quotes_in(u64::from_le(word)) & skip) {
+                return Some(q);
+            }
+            // Within the window, so these cannot wrap.
+            at = at.wrapping_add(8);
+            let rest = words.as_slice();
+            let mut pairs = rest.chunks_exact(2);
+            for pair in pairs.by_ref() {
+                if let &[a, b] = pair {
+                    let (a, b) = (u64::from_le(a) ^ QUOTES, u64::from_le(b) ^ QUOTES);
+                    if may_have_zero(a) | may_have_zero(b) != 0 {
+                        if let Some(q) = self.first_quote(at, zero_bytes(a)) {
+                            return Some(q);
+                        }
+                        if let Some(q) = self.first_quote(at.wrapping_add(8), zero_bytes(b)) {
+                            return Some(q);
+                        }
+                    }
+                }
+                at = at.wrapping_add(16);
+            }
+            if let &[a] = pairs.remainder() {
+                if let Some(q) = self.first_quote(at, quotes_in(u64::from_le(a))) {
                     return Some(q);
                 }
             }
-            mask = u64::MAX;
-            // Within the window, so this cannot wrap.
-            at = at.wrapping_add(8);
         }
-        // The bytes after them, one at a time.
+        // The bytes after the words, one at a time.
         let tail = start.max(self.lead.saturating_add(self.words.len().saturating_mul(8)));
         let at = w.get(tail..)?.iter().position(|&c| c == b'\'')?;
         tail.checked_add(at)
@@ -634,15 +666,26 @@ impl Statements<'_> {
     }
 }
 
-/// The bytes of `word` (little-endian) that may be quotes, as their high bits: the classic SWAR
-/// test for a zero byte of `word` xor quotes, exact for the first quote and possibly wrong
-/// above it (the caller checks each candidate).
-fn quotes_in(word: u64) -> u64 {
-    const QUOTES: u64 = u64::from_le_bytes([b'\''; 8]);
-    const LOW: u64 = u64::from_le_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
-    let x = word ^ QUOTES;
+const QUOTES: u64 = u64::from_le_bytes([b'\''; 8]);
+const LOW: u64 = u64::from_le_bytes([0x01; 8]);
+const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+
+/// Non-zero if `x` may have a zero byte, and always if it has one (a byte of 0x81 or more may
+/// also set it): the cheap first half of [`zero_bytes`].
+fn may_have_zero(x: u64) -> u64 {
+    x.wrapping_sub(LOW) & HIGH
+}
+
+/// The zero bytes of `x` (little-endian), as their high bits: the classic SWAR test, exact for
+/// the first zero byte and possibly wrong above it (the caller checks each candidate).
+fn zero_bytes(x: u64) -> u64 {
     x.wrapping_sub(LOW) & !x & HIGH
+}
+
+/// The bytes of `word` (little-endian) that may be quotes, as their high bits ([`zero_bytes`]
+/// of `word` xor quotes).
+fn quotes_in(word: u64) -> u64 {
+    zero_bytes(word ^ QUOTES)
 }
 
 impl Iterator for Statements<'_> {
