@@ -272,7 +272,7 @@ fn escape_pairs<'a>(
 /// `y` holds the backslash and the next three bytes, little-endian. Up to three octal digits
 /// follow, their value kept modulo 256 as loader.c's `char` keeps it; without any, the
 /// backslash stands for itself.
-fn escape(y: u32) -> (u8, usize) {
+fn escape(y: u32) -> (u8, u32) {
     // Bytes 1 to 3 become 0 to 7 where they are octal digits.
     let t = y ^ 0x3030_3000;
     let not_digits = u64::from(t & 0xf8f8_f800) | (1 << 32);
@@ -284,7 +284,7 @@ fn escape(y: u32) -> (u8, usize) {
     // All three bytes as digits, then only the first `digits` of them.
     let all = (octal_value(u64::from(t >> 8) & 0x07_0707) >> 16) & 0x1ff;
     let [v, ..] = (all >> (3u32.wrapping_sub(digits).wrapping_mul(3))).to_le_bytes();
-    (v, usize::try_from(digits).map_or(1, |d| d.wrapping_add(1)))
+    (v, digits.wrapping_add(1))
 }
 
 /// A decoded 64-byte ELF header.
@@ -455,15 +455,34 @@ impl Statements<'_> {
         }
         let want = want.min(EHDR_SIZE);
         let (mut n, mut pos) = (d.n, d.pos);
+        // Headers are usually all three-digit escapes: the common spans in one go.
+        let block = match (n, want) {
+            (0, PEEK) => self.escape_block::<{ PEEK / 2 }>(pos, &mut d.out, n),
+            (PEEK, EHDR_SIZE) => {
+                self.escape_block::<{ (EHDR_SIZE - PEEK) / 2 }>(pos, &mut d.out, n)
+            }
+            (0, EHDR_SIZE) => self.escape_block::<{ EHDR_SIZE / 2 }>(pos, &mut d.out, n),
+            _ => None,
+        };
+        if let Some(end) = block {
+            (d.n, d.pos) = (want, end);
+            return;
+        }
         let ended = loop {
             // Keep four bytes in view: a byte, and if it is a backslash, up to three digits.
-            let Some(y) = self.word32(pos) else {
-                break true;
+            // Escapes are taken one at a time from the eight bytes at `pos` while four of them
+            // remain (near the window's end, from the four at `pos`).
+            let (eight, room) = match self.word(pos) {
+                Some(w) => (w, 4),
+                None => match self.word32(pos) {
+                    Some(y) => (u64::from(y), 0),
+                    None => break true,
+                },
             };
             if n >= want {
                 break false;
             }
-            if y & 0xf8f8_f8ff == 0x3030_305c {
+            if eight & 0xf8f8_f8ff == 0x3030_305c {
                 let (k, m) = self.three_digit_run(&mut d.out, n, want, pos);
                 if m > 0 {
                     // Within the header and the window, so these cannot wrap.
@@ -471,22 +490,80 @@ impl Statements<'_> {
                     continue;
                 }
             }
-            // Four bytes remain at `pos`, so these cannot wrap.
-            let [c, ..] = y.to_le_bytes();
-            let (v, len) = match c {
-                b'\'' => {
-                    pos = pos.wrapping_add(1);
-                    break true;
+            let mut used = 0u32;
+            let quote = loop {
+                // At most eight bytes are used, so the shift is in range.
+                let y = u32::try_from(eight.wrapping_shr(used.wrapping_mul(8)) & 0xffff_ffff)
+                    .unwrap_or(0);
+                let [c, ..] = y.to_le_bytes();
+                let (v, len) = match c {
+                    b'\'' => break true,
+                    b'\\' => escape(y),
+                    c => (c, 1),
+                };
+                if let Some(slot) = d.out.get_mut(n) {
+                    *slot = v;
                 }
-                b'\\' => escape(y),
-                c => (c, 1),
+                // Within the header and the eight bytes, so these cannot wrap.
+                (n, used) = (n.wrapping_add(1), used.wrapping_add(len));
+                if n >= want || used > room {
+                    break false;
+                }
             };
-            if let Some(slot) = d.out.get_mut(n) {
-                *slot = v;
+            // Within the window, so these cannot wrap.
+            pos = pos.wrapping_add(usize::try_from(used).unwrap_or(0));
+            if quote {
+                pos = pos.wrapping_add(1);
+                break true;
             }
-            (n, pos) = (n.wrapping_add(1), pos.wrapping_add(len));
         };
         (d.n, d.pos, d.ended) = (n, pos, ended);
+    }
+
+    /// Decodes `2 * W` escapes of three digits at `pos` into `out`, from `out[n]` on, if
+    /// the `8 * W` bytes at `pos` are such escapes and four more bytes follow them in the
+    /// window (so decoding would go on after them); returns where decoding goes on.
+    fn escape_block<const W: usize>(
+        &self,
+        pos: usize,
+        out: &mut [u8; EHDR_SIZE],
+        n: usize,
+    ) -> Option<usize> {
+        let len = W.checked_mul(8)?;
+        let end = pos.checked_add(len)?;
+        self.window.get(end..end.checked_add(4)?)?;
+        let escapes = |x: u64| (x & 0xf8f8_f8ff_f8f8_f8ff) ^ 0x3030_305c_3030_305c;
+        // Most headers that are not spelled this way tell at once.
+        if escapes(self.word(pos)?) != 0 {
+            return None;
+        }
+        let mut words = [0u64; W];
+        if ALIGNED_LOADS {
+            let rel = pos.checked_sub(self.lead)?;
+            let src = self.words.get(rel >> 3..)?.get(..W.checked_add(1)?)?;
+            let shift = u32::try_from(rel & 7).ok()?.wrapping_mul(8);
+            for (w, pair) in words.iter_mut().zip(src.windows(2)) {
+                if let &[lo, hi] = pair {
+                    let (lo, hi) = (u64::from_le(lo), u64::from_le(hi));
+                    *w = lo.wrapping_shr(shift) | (hi << 1).wrapping_shl(63u32.wrapping_sub(shift));
+                }
+            }
+        } else {
+            let src = self.window.get(pos..end)?;
+            for (w, c) in words.iter_mut().zip(src.chunks_exact(8)) {
+                *w = c.first_chunk().map_or(0, |c| u64::from_le_bytes(*c));
+            }
+        }
+        if words.iter().fold(0, |acc, &x| acc | escapes(x)) != 0 {
+            return None;
+        }
+        let dst = out.get_mut(n..n.checked_add(W.checked_mul(2)?)?)?;
+        for (o, &x) in dst.chunks_exact_mut(2).zip(&words) {
+            if let Some(o) = o.first_chunk_mut() {
+                *o = three_digit_escapes(x);
+            }
+        }
+        Some(end)
     }
 
     /// Decodes a run of escapes of three digits at `pos` into `out[n..want]`, two per eight
@@ -575,7 +652,10 @@ impl Statements<'_> {
         while let Some(&four) = self.window.get(pos..).and_then(<[u8]>::first_chunk::<4>) {
             pos = match four {
                 [b'\'', ..] => return pos.wrapping_add(1),
-                [b'\\', ..] => pos.wrapping_add(escape(u32::from_le_bytes(four)).1),
+                [b'\\', ..] => {
+                    let len = escape(u32::from_le_bytes(four)).1;
+                    pos.wrapping_add(usize::try_from(len).unwrap_or(1))
+                }
                 _ => pos.wrapping_add(1),
             };
         }

@@ -238,6 +238,74 @@ fn every_escape() {
     assert_eq!(n, 6 * ALPHABET.len().pow(3));
 }
 
+#[test]
+fn headers_spelled_every_way() {
+    // Real APEs spell headers compactly (`\177ELF\2\1\1\11\0...`): literal bytes and escapes
+    // of one to three digits, so each kind of escape starts at every offset of the words the
+    // decoder loads. Each round spells one statement's header anew, byte by byte, and sometimes
+    // ends the file inside it or just after it (decoding stops where fewer than four bytes
+    // remain).
+    let base = fat();
+    let bodies: Vec<usize> = base
+        .windows(8)
+        .enumerate()
+        .filter(|(_, w)| w == b"printf '")
+        .map(|(i, _)| i + 8)
+        .collect();
+    let mut rng = Rng(0x5eed_0005);
+    for round in 0..3000 {
+        let body = bodies[rng.below(bodies.len())];
+        // The fixture spells every byte as a backslash and three digits.
+        let header: Vec<u8> = base[body..body + 256]
+            .chunks(4)
+            .map(|e| {
+                e[1..]
+                    .iter()
+                    .fold(0u8, |v, d| v.wrapping_mul(8) + (d - b'0'))
+            })
+            .collect();
+        // Fields nobody checks (e_shoff to e_ehsize, e_shentsize to e_shstrndx) take any value,
+        // so the header's last bytes may be spelled as they come.
+        let mut header = header;
+        for i in (40..54).chain(58..64) {
+            if rng.below(2) == 0 {
+                header[i] = rng.next() as u8;
+            }
+        }
+        let mut spelled = Vec::new();
+        for &v in &header {
+            let digits = match rng.below(4) {
+                0 if v.is_ascii_graphic() && v != b'\\' && v != b'\'' => 0,
+                1 if v < 8 => 1,
+                2 if v < 64 => 2,
+                _ => 3,
+            };
+            if digits == 0 {
+                spelled.push(v);
+            } else {
+                spelled.push(b'\\');
+                spelled.extend(format!("{v:03o}").bytes().skip(3 - digits));
+            }
+        }
+        let mut f = base[..body].to_vec();
+        f.extend(&spelled);
+        f.extend(&base[body + 256..]);
+        match rng.below(4) {
+            0 => f.truncate(body + rng.below(spelled.len() + 8)),
+            // Its last bytes among the window's last few, where the end rule decides.
+            1 => f.truncate(body + spelled.len() + rng.below(8)),
+            _ => {}
+        }
+        agree(
+            &f,
+            &format!(
+                "round {round}: header spelled {:?}",
+                String::from_utf8_lossy(&spelled)
+            ),
+        );
+    }
+}
+
 /// The verdicts on `f` where it starts at each offset from an aligned address are the reference
 /// model's: the scans load aligned words where they can, and bytes around them.
 fn agree_at_every_alignment(f: &[u8], what: &str) {
