@@ -369,8 +369,9 @@ pub struct Statement {
 struct Decoded {
     /// Bytes decoded, up to 64 (a statement's length past its header is not counted).
     n: usize,
-    /// The bytes decoded.
-    out: [u8; EHDR_SIZE],
+    /// The bytes decoded: the first `n` are this statement's (a [`Decoded`] is reused, and
+    /// past `n` are an earlier statement's, which nothing reads).
+    out: Ehdr,
     /// Where decoding goes on in the window.
     pos: usize,
     /// Whether the statement ended: its quote was read, or the window ran out.
@@ -378,10 +379,15 @@ struct Decoded {
 }
 
 impl Decoded {
+    /// Starts decoding at `pos` again; the bytes decoded before stay until overwritten.
+    fn restart(&mut self, pos: usize) {
+        (self.n, self.pos, self.ended) = (0, pos, false);
+    }
+
     fn at(pos: usize) -> Self {
         Self {
             n: 0,
-            out: [0; EHDR_SIZE],
+            out: Ehdr([0; EHDR_SIZE]),
             pos,
             ended: false,
         }
@@ -457,11 +463,11 @@ impl Statements<'_> {
         let (mut n, mut pos) = (d.n, d.pos);
         // Headers are usually all three-digit escapes: the common spans in one go.
         let block = match (n, want) {
-            (0, PEEK) => self.escape_block::<{ PEEK / 2 }>(pos, &mut d.out, n),
+            (0, PEEK) => self.escape_block::<{ PEEK / 2 }>(pos, &mut d.out.0, n),
             (PEEK, EHDR_SIZE) => {
-                self.escape_block::<{ (EHDR_SIZE - PEEK) / 2 }>(pos, &mut d.out, n)
+                self.escape_block::<{ (EHDR_SIZE - PEEK) / 2 }>(pos, &mut d.out.0, n)
             }
-            (0, EHDR_SIZE) => self.escape_block::<{ EHDR_SIZE / 2 }>(pos, &mut d.out, n),
+            (0, EHDR_SIZE) => self.escape_block::<{ EHDR_SIZE / 2 }>(pos, &mut d.out.0, n),
             _ => None,
         };
         if let Some(end) = block {
@@ -470,10 +476,11 @@ impl Statements<'_> {
         }
         let ended = loop {
             // Keep four bytes in view: a byte, and if it is a backslash, up to three digits.
-            // Escapes are taken one at a time from the eight bytes at `pos` while four of them
-            // remain (near the window's end, from the four at `pos`).
+            // With [`ALIGNED_LOADS`], where a load at any offset joins two words, escapes are
+            // taken one at a time from the eight bytes at `pos` while four of them remain;
+            // elsewhere one per load is cheaper (near the window's end: from the four at `pos`).
             let (eight, room) = match self.word(pos) {
-                Some(w) => (w, 4),
+                Some(w) => (w, if ALIGNED_LOADS { 4 } else { 0 }),
                 None => match self.word32(pos) {
                     Some(y) => (u64::from(y), 0),
                     None => break true,
@@ -483,7 +490,7 @@ impl Statements<'_> {
                 break false;
             }
             if eight & 0xf8f8_f8ff == 0x3030_305c {
-                let (k, m) = self.three_digit_run(&mut d.out, n, want, pos);
+                let (k, m) = self.three_digit_run(&mut d.out.0, n, want, pos);
                 if m > 0 {
                     // Within the header and the window, so these cannot wrap.
                     (n, pos) = (n.wrapping_add(k), pos.wrapping_add(m));
@@ -501,7 +508,7 @@ impl Statements<'_> {
                     b'\\' => escape(y),
                     c => (c, 1),
                 };
-                if let Some(slot) = d.out.get_mut(n) {
+                if let Some(slot) = d.out.0.get_mut(n) {
                     *slot = v;
                 }
                 // Within the header and the eight bytes, so these cannot wrap.
@@ -523,12 +530,19 @@ impl Statements<'_> {
     /// Decodes `2 * W` escapes of three digits at `pos` into `out`, from `out[n]` on, if
     /// the `8 * W` bytes at `pos` are such escapes and four more bytes follow them in the
     /// window (so decoding would go on after them); returns where decoding goes on.
+    ///
+    /// Only with [`ALIGNED_LOADS`], where it saves joining each word twice: elsewhere a load
+    /// at any offset is as cheap, the run loop is as fast, and the words kept here would be a
+    /// `memcpy` (which x86-64 kernels do with `rep movsb`).
     fn escape_block<const W: usize>(
         &self,
         pos: usize,
         out: &mut [u8; EHDR_SIZE],
         n: usize,
     ) -> Option<usize> {
+        if !ALIGNED_LOADS {
+            return None;
+        }
         let len = W.checked_mul(8)?;
         let end = pos.checked_add(len)?;
         self.window.get(end..end.checked_add(4)?)?;
@@ -538,20 +552,13 @@ impl Statements<'_> {
             return None;
         }
         let mut words = [0u64; W];
-        if ALIGNED_LOADS {
-            let rel = pos.checked_sub(self.lead)?;
-            let src = self.words.get(rel >> 3..)?.get(..W.checked_add(1)?)?;
-            let shift = u32::try_from(rel & 7).ok()?.wrapping_mul(8);
-            for (w, pair) in words.iter_mut().zip(src.windows(2)) {
-                if let &[lo, hi] = pair {
-                    let (lo, hi) = (u64::from_le(lo), u64::from_le(hi));
-                    *w = lo.wrapping_shr(shift) | (hi << 1).wrapping_shl(63u32.wrapping_sub(shift));
-                }
-            }
-        } else {
-            let src = self.window.get(pos..end)?;
-            for (w, c) in words.iter_mut().zip(src.chunks_exact(8)) {
-                *w = c.first_chunk().map_or(0, |c| u64::from_le_bytes(*c));
+        let rel = pos.checked_sub(self.lead)?;
+        let src = self.words.get(rel >> 3..)?.get(..W.checked_add(1)?)?;
+        let shift = u32::try_from(rel & 7).ok()?.wrapping_mul(8);
+        for (w, pair) in words.iter_mut().zip(src.windows(2)) {
+            if let &[lo, hi] = pair {
+                let (lo, hi) = (u64::from_le(lo), u64::from_le(hi));
+                *w = lo.wrapping_shr(shift) | (hi << 1).wrapping_shl(63u32.wrapping_sub(shift));
             }
         }
         if words.iter().fold(0, |acc, &x| acc | escapes(x)) != 0 {
@@ -670,8 +677,9 @@ impl Statements<'_> {
         loop {
             q = self.find_quote(q)?;
             let s = q.checked_sub(PRINTF_QUOTE)?;
-            let word = self.window.get(s..).and_then(<[u8]>::first_chunk::<8>);
-            if word.is_some_and(|w| u64::from_le_bytes(*w) == head) {
+            // Most quotes of a shell script follow something other than a space.
+            let space = self.window.get(q.wrapping_sub(1)) == Some(&b' ');
+            if space && self.word(s) == Some(head) {
                 return Some(s);
             }
             q = q.checked_add(1)?;
@@ -777,10 +785,10 @@ impl Iterator for Statements<'_> {
             let mut d = Decoded::at(offset.saturating_add(PRINTF.len()));
             self.decode_statement(&mut d);
             self.pos = d.pos.saturating_add(1);
-            if d.n >= EHDR_SIZE && d.out.starts_with(ELFMAG) {
+            if d.n >= EHDR_SIZE && d.out.0.starts_with(ELFMAG) {
                 return Some(Statement {
                     offset,
-                    ehdr: Ehdr(d.out),
+                    ehdr: d.out,
                 });
             }
         }
@@ -943,6 +951,8 @@ fn scan<S: Source>(
     } = at;
     let scan = statements(window);
     let mut last = at;
+    // One for every statement: decoding overwrites what it reads, and only that is looked at.
+    let mut d = Decoded::at(0);
     while let Some(offset) = scan.find_printf(from) {
         last = Resume {
             from: offset,
@@ -952,11 +962,10 @@ fn scan<S: Source>(
         let body = offset.saturating_add(PRINTF.len());
         // Most statements are another CPU's, and their first bytes tell. When the verdict
         // cannot depend on the rest, the rest is skipped to the closing quote, not decoded.
-        let mut d = Decoded::at(body);
+        d.restart(body);
         scan.decode(&mut d, PEEK);
-        let peeked = Ehdr(d.out);
-        if d.n == PEEK && d.out.starts_with(ELFMAG) && peeked.e_machine() != machine {
-            let skip = match peeked.check(machine) {
+        if d.n == PEEK && d.out.0.starts_with(ELFMAG) && d.out.e_machine() != machine {
+            let skip = match d.out.check(machine) {
                 Err(Field::Machine) => {
                     if verdict == Error::NoPrintf {
                         match other {
@@ -979,10 +988,10 @@ fn scan<S: Source>(
         }
         scan.decode_statement(&mut d);
         from = d.pos.saturating_add(1);
-        if d.n < EHDR_SIZE || !d.out.starts_with(ELFMAG) {
+        if d.n < EHDR_SIZE || !d.out.0.starts_with(ELFMAG) {
             continue;
         }
-        let ehdr = Ehdr(d.out);
+        let ehdr = d.out;
         if verdict == Error::NoPrintf {
             verdict = Error::NoMachine;
         }
