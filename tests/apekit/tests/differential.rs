@@ -202,6 +202,15 @@ fn random_bytes_after_magic() {
     }
 }
 
+/// Where the body of each `printf '` statement of `f` starts.
+fn statement_bodies(f: &[u8]) -> Vec<usize> {
+    f.windows(8)
+        .enumerate()
+        .filter(|(_, w)| w == b"printf '")
+        .map(|(i, _)| i + 8)
+        .collect()
+}
+
 #[test]
 fn every_escape() {
     // A backslash and any three of these, in each CPU's statement, as the header's first
@@ -210,12 +219,7 @@ fn every_escape() {
     // quote, and bytes with the high bit set.
     const ALPHABET: &[u8] = b"0134789/:\\'a\x00\xb0\xb7\xff";
     let base = fat();
-    let statements: Vec<usize> = base
-        .windows(8)
-        .enumerate()
-        .filter(|(_, w)| w == b"printf '")
-        .map(|(i, _)| i + 8)
-        .collect();
+    let statements = statement_bodies(&base);
     assert_eq!(statements.len(), 2, "the fat fixture has two statements");
     let mut n = 0;
     for &body in &statements {
@@ -246,12 +250,7 @@ fn headers_spelled_every_way() {
     // ends the file inside it or just after it (decoding stops where fewer than four bytes
     // remain).
     let base = fat();
-    let bodies: Vec<usize> = base
-        .windows(8)
-        .enumerate()
-        .filter(|(_, w)| w == b"printf '")
-        .map(|(i, _)| i + 8)
-        .collect();
+    let bodies = statement_bodies(&base);
     let mut rng = Rng(0x5eed_0005);
     for round in 0..3000 {
         let body = bodies[rng.below(bodies.len())];
