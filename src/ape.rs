@@ -247,6 +247,19 @@ fn three_digit_escapes(x: u64) -> [u8; 2] {
     [a, b]
 }
 
+/// Two escapes of three octal digits, `\ddd\ddd` read as a little-endian word, are
+/// [`TWO_ESCAPES`] once masked with [`TWO_ESCAPES_MASK`] (a backslash, then bytes 0x30 to 0x37).
+const TWO_ESCAPES_MASK: u64 = 0xf8f8_f8ff_f8f8_f8ff;
+/// See [`TWO_ESCAPES_MASK`].
+const TWO_ESCAPES: u64 = 0x3030_305c_3030_305c;
+
+/// The eight bytes `shift / 8` bytes into the little-endian word `lo`, the rest from the next
+/// word `hi` (`hi << (64 - shift)` in two steps, so that a shift of 0 takes none of `hi`).
+#[inline(always)]
+fn join(lo: u64, hi: u64, shift: u32) -> u64 {
+    lo.wrapping_shr(shift) | (hi << 1).wrapping_shl(63u32.wrapping_sub(shift))
+}
+
 /// Decodes pairs of three-digit escapes, each word of `src` (eight bytes, little-endian) into a
 /// pair of bytes of `dst`, until either runs out or a word is not two such escapes; returns the
 /// pairs decoded.
@@ -256,7 +269,7 @@ fn escape_pairs<'a>(
 ) -> usize {
     let mut done = 0usize;
     for (o, x) in dst.zip(src) {
-        if x & 0xf8f8_f8ff_f8f8_f8ff != 0x3030_305c_3030_305c {
+        if x & TWO_ESCAPES_MASK != TWO_ESCAPES {
             break;
         }
         if let Some(o) = o.first_chunk_mut() {
@@ -489,7 +502,8 @@ impl Statements<'_> {
             if n >= want {
                 break false;
             }
-            if eight & 0xf8f8_f8ff == 0x3030_305c {
+            // The first escape: the low half of the pattern.
+            if eight & TWO_ESCAPES_MASK & 0xffff_ffff == TWO_ESCAPES & 0xffff_ffff {
                 let (k, m) = self.three_digit_run(&mut d.out.0, n, want, pos);
                 if m > 0 {
                     // Within the header and the window, so these cannot wrap.
@@ -546,7 +560,7 @@ impl Statements<'_> {
         let len = W.checked_mul(8)?;
         let end = pos.checked_add(len)?;
         self.window.get(end..end.checked_add(4)?)?;
-        let escapes = |x: u64| (x & 0xf8f8_f8ff_f8f8_f8ff) ^ 0x3030_305c_3030_305c;
+        let escapes = |x: u64| (x & TWO_ESCAPES_MASK) ^ TWO_ESCAPES;
         // Most headers that are not spelled this way tell at once.
         if escapes(self.word(pos)?) != 0 {
             return None;
@@ -557,8 +571,7 @@ impl Statements<'_> {
         let shift = u32::try_from(rel & 7).ok()?.wrapping_mul(8);
         for (w, pair) in words.iter_mut().zip(src.windows(2)) {
             if let &[lo, hi] = pair {
-                let (lo, hi) = (u64::from_le(lo), u64::from_le(hi));
-                *w = lo.wrapping_shr(shift) | (hi << 1).wrapping_shl(63u32.wrapping_sub(shift));
+                *w = join(u64::from_le(lo), u64::from_le(hi), shift);
             }
         }
         if words.iter().fold(0, |acc, &x| acc | escapes(x)) != 0 {
@@ -615,12 +628,11 @@ impl Statements<'_> {
         let Some(&first) = words.next() else {
             return 0;
         };
-        // `hi << (64 - shift)`, in two steps so that a shift of 0 gives 0.
         let shift = u32::try_from(rel & 7).map_or(0, |r| r.wrapping_mul(8));
         let mut lo = u64::from_le(first);
         let joined = words.map(|&hi| {
             let hi = u64::from_le(hi);
-            let x = lo.wrapping_shr(shift) | (hi << 1).wrapping_shl(63u32.wrapping_sub(shift));
+            let x = join(lo, hi, shift);
             lo = hi;
             x
         });
