@@ -19,6 +19,12 @@ loff_t binprm_file_size(struct file *file)
 	return i_size_read(file_inode(file));
 }
 
+/* The address of @file's inode: the same for every open of the file while it is in memory. */
+unsigned long binprm_file_id(struct file *file)
+{
+	return (unsigned long)file_inode(file);
+}
+
 /*
  * Maps the byte at @pos of @file, if the page cache holds it up to date, for reading without
  * a copy: returns its address, and in @len the bytes mapped from there (to the end of its

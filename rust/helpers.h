@@ -14,6 +14,7 @@ struct folio;
 struct linux_binprm;
 
 loff_t binprm_file_size(struct file *file);
+unsigned long binprm_file_id(struct file *file);
 const void *binprm_map_cached(struct file *file, loff_t pos, size_t *len,
 			     struct folio **foliop);
 void binprm_unmap_cached(const void *addr, struct folio *folio);

@@ -112,6 +112,7 @@ def module(repo, tree):
     d.mkdir(parents=True, exist_ok=True)
     (d / "binfmt_ape.rs").write_text(src)
     (d / "ape.rs").write_text((repo / "src/ape.rs").read_text())
+    (d / "cache.rs").write_text((repo / "src/cache.rs").read_text())
     (d / "Makefile").write_text(
         "# SPDX-License-Identifier: GPL-2.0\n\n"
         "obj-$(CONFIG_BINFMT_APE) += binfmt_ape.o\n\n"
@@ -178,7 +179,8 @@ def binfmt(repo, tree):
         ps = [p.strip() for p in re.sub(r"\s+", " ", params).split(",")]
         return wrap_c_decl(f"__rust_helper {ret}rust_helper_{name}", ps) + "\n{"
 
-    c = re.sub(r"^((?:const )?\w+ \*?)(binprm_\w+)\(([^)]*)\)\n\{", helper, c, flags=re.M)
+    c = re.sub(r"^((?:const )?(?:unsigned )?\w+ \*?)(binprm_\w+)\(([^)]*)\)\n\{", helper, c,
+               flags=re.M)
     c = re.sub(r"\b(binprm_\w+)\(\)", r"rust_helper_\1()", c)
     (tree / "rust/helpers/binfmt.c").write_text(c)
     add_line_sorted(tree / "rust/helpers/helpers.c", '#include "binfmt.c"', r'#include "\w+\.c"$')

@@ -15,8 +15,8 @@ static NS: AtomicUsize = AtomicUsize::new(0);
 static CALLS: AtomicUsize = AtomicUsize::new(0);
 
 /// The production entries followed by `bench_ns`, `bench_calls` and `bench_bytes_read`.
-pub(crate) const fn entries(base: [Entry; 11]) -> [Entry; 14] {
-    let [a, b, c, d, e, f, g, h, i, j, k] = base;
+pub(crate) const fn entries(base: [Entry; 13]) -> [Entry; 16] {
+    let [a, b, c, d, e, f, g, h, i, j, k, l, m] = base;
     [
         a,
         b,
@@ -29,6 +29,8 @@ pub(crate) const fn entries(base: [Entry; 11]) -> [Entry; 14] {
         i,
         j,
         k,
+        l,
+        m,
         Entry::Counter(c_str!("bench_ns"), &NS),
         Entry::Counter(c_str!("bench_calls"), &CALLS),
         Entry::Counter(c_str!("bench_bytes_read"), &BYTES_READ),

@@ -26,6 +26,7 @@ pub mod ape;
 mod bench;
 #[path = "../rust/kernel/binfmt.rs"]
 pub mod binfmt;
+mod cache;
 #[path = "../rust/kernel/compat.rs"]
 mod compat;
 #[path = "../rust/kernel/sysctl.rs"]
@@ -82,7 +83,9 @@ fn alloc_flags() -> kernel::alloc::Flags {
 
 static ENABLED: AtomicI32 = AtomicI32::new(1);
 static SETID: AtomicI32 = AtomicI32::new(0);
+static CACHE: AtomicI32 = AtomicI32::new(1);
 static HANDLED: AtomicUsize = AtomicUsize::new(0);
+static CACHE_HITS: AtomicUsize = AtomicUsize::new(0);
 static DECLINED_DEBUG: AtomicUsize = AtomicUsize::new(0);
 static DECLINED_NO_HEADER: AtomicUsize = AtomicUsize::new(0);
 static DECLINED_NO_MACHINE: AtomicUsize = AtomicUsize::new(0);
@@ -93,9 +96,9 @@ static DECLINED_SETID: AtomicUsize = AtomicUsize::new(0);
 static ELF_REFUSED: AtomicUsize = AtomicUsize::new(0);
 
 #[cfg(not(ape_bench))]
-const SYSCTL_LEN: usize = 11;
+const SYSCTL_LEN: usize = 13;
 #[cfg(ape_bench)]
-const SYSCTL_LEN: usize = 14;
+const SYSCTL_LEN: usize = 16;
 
 /// The entries of `/proc/sys/fs/binfmt_ape`. Made at run time, not a `const`: rustc 1.85, the
 /// oldest that 7.x kernels accept (Debian 13's), refuses a `const` whose value refers to these
@@ -106,7 +109,9 @@ fn sysctl_entries() -> [Entry; SYSCTL_LEN] {
     let entries = [
         Entry::Switch(c_str!("enabled"), &ENABLED),
         Entry::Switch(c_str!("setid"), &SETID),
+        Entry::Switch(c_str!("cache"), &CACHE),
         Entry::Counter(c_str!("handled"), &HANDLED),
+        Entry::Counter(c_str!("cache_hits"), &CACHE_HITS),
         Entry::Counter(c_str!("elf_refused"), &ELF_REFUSED),
         Entry::Counter(c_str!("declined_debug"), &DECLINED_DEBUG),
         Entry::Counter(c_str!("declined_no_header"), &DECLINED_NO_HEADER),
@@ -228,9 +233,37 @@ impl binfmt::Binfmt for Restore {
 /// the first page, which `execve` has just read, so that usually decides without a copy or an
 /// allocation. Otherwise the window is gathered into a buffer, from the page cache where it
 /// holds the bytes and by reading the file where it does not.
+///
+/// A choice made before for the same file is taken again if the bytes it read are still the
+/// same ([`cache`]); a new one is kept for next time.
 fn select(bprm: &Binprm) -> Result<core::result::Result<ape::Statement, ape::Error>> {
-    let page_size = u64::try_from(PAGE_SIZE).map_err(|_| EINVAL)?;
     let want = usize::try_from(bprm.size()).map_or(ape::WINDOW, |n| n.min(ape::WINDOW));
+    if CACHE.load(Relaxed) == 0 {
+        return decode(bprm, want, |_, _, _| {});
+    }
+    if let Some(statement) = cache::lookup(bprm, want) {
+        CACHE_HITS.fetch_add(1, Relaxed);
+        return Ok(Ok(statement));
+    }
+    decode(bprm, want, |bprm, window, statement| {
+        cache::remember(bprm, want, window, statement);
+    })
+}
+
+/// Finds this CPU's header in the first `want` bytes of the file, and shows `chosen` the
+/// window it was found in.
+fn decode(
+    bprm: &Binprm,
+    want: usize,
+    chosen: impl Fn(&Binprm, &[u8], &ape::Statement),
+) -> Result<core::result::Result<ape::Statement, ape::Error>> {
+    let page_size = u64::try_from(PAGE_SIZE).map_err(|_| EINVAL)?;
+    let seen = |window: &[u8], verdict: core::result::Result<ape::Statement, ape::Error>| {
+        if let Ok(statement) = &verdict {
+            chosen(bprm, window, statement);
+        }
+        verdict
+    };
     let mut at = ape::Resume::START;
     let mut window = KVVec::new();
     if let Some(head) = bprm.cached(0) {
@@ -238,10 +271,15 @@ fn select(bprm: &Binprm) -> Result<core::result::Result<ape::Statement, ape::Err
         // `src` maps program headers after `head`, and is dropped before it.
         let mut src = FileSource::new(bprm);
         if prefix.len() == want {
-            return ape::select(prefix, MACHINE, page_size, &mut src);
+            let verdict = ape::select(prefix, MACHINE, page_size, &mut src)?;
+            drop(src);
+            return Ok(seen(prefix, verdict));
         }
         match ape::select_prefix(prefix, MACHINE, page_size, &mut src)? {
-            ape::Prefix::Decided(verdict) => return Ok(verdict),
+            ape::Prefix::Decided(verdict) => {
+                drop(src);
+                return Ok(seen(prefix, verdict));
+            }
             // The scan goes on over the whole window from where the first page left it.
             ape::Prefix::Undecided(resume) => at = resume,
         }
@@ -270,9 +308,11 @@ fn select(bprm: &Binprm) -> Result<core::result::Result<ape::Statement, ape::Err
         let n = read_full(bprm, pos, window.get_mut(have..).ok_or(EINVAL)?)?;
         let end = have.checked_add(n).ok_or(EIO)?;
         let window = window.get(..end).ok_or(EIO)?;
-        return ape::resume(window, at, MACHINE, page_size, &mut FileSource::new(bprm));
+        let verdict = ape::resume(window, at, MACHINE, page_size, &mut FileSource::new(bprm))?;
+        return Ok(seen(window, verdict));
     }
-    ape::resume(&window, at, MACHINE, page_size, &mut FileSource::new(bprm))
+    let verdict = ape::resume(&window, at, MACHINE, page_size, &mut FileSource::new(bprm))?;
+    Ok(seen(&window, verdict))
 }
 
 /// Counts a refusal and says why, rate-limited. Only files with an APE magic get here.
@@ -408,6 +448,17 @@ static SOFTDEP: [u8; 25] = *b"softdep=pre: binfmt_misc\0";
 
 struct BinfmtApe {
     _reg: Pin<KBox<Registrations>>,
+    // After `_reg`, so dropped after the format is unregistered.
+    _cache: CacheOwner,
+}
+
+/// Empties the [`cache`] when the module goes.
+struct CacheOwner;
+
+impl Drop for CacheOwner {
+    fn drop(&mut self) {
+        cache::clear();
+    }
 }
 
 #[cfg(not(CONFIG_BINFMT_APE))]
@@ -461,6 +512,9 @@ impl kernel::Module for BinfmtApe {
             binfmt <- binfmt,
         });
         let reg = KBox::pin_init(reg, GFP_KERNEL)?;
-        Ok(BinfmtApe { _reg: reg })
+        Ok(BinfmtApe {
+            _reg: reg,
+            _cache: CacheOwner,
+        })
     }
 }

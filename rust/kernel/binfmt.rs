@@ -91,6 +91,14 @@ impl Binprm {
         u64::try_from(size).unwrap_or(0)
     }
 
+    /// Which file is being loaded, for caches of what was found in it: the same number for
+    /// every open of the file while its inode is in memory (and perhaps another file's after
+    /// that), so a cache must check that what it kept still holds for the file's bytes.
+    pub fn file_id(&self) -> usize {
+        // SAFETY: By the type invariant `file` is a valid open file.
+        unsafe { bindings::binprm_file_id((*self.0.get()).file) }
+    }
+
     /// The file's bytes from `pos` to the end of the page-cache folio that holds them (or to
     /// the end of the file), mapped without a copy, if the page cache has them up to date.
     /// `None` means the caller should read the file with [`Binprm::read_at`] instead.

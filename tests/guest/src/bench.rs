@@ -40,6 +40,8 @@ const ROUNDS: usize = 4;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Phase {
     Module,
+    /// The module loaded with its cache off (`cache` = 0): every exec decodes.
+    Uncached,
     Misc,
     Shell,
     /// The bench build of the module loaded, for its counters.
@@ -178,7 +180,7 @@ fn module_counters() -> Option<(u64, u64, u64)> {
 fn enter(phase: Phase) -> Result<(), String> {
     static LOADED: std::sync::Mutex<Option<&str>> = std::sync::Mutex::new(None);
     let want = match phase {
-        Phase::Module => Some(MODULE),
+        Phase::Module | Phase::Uncached => Some(MODULE),
         Phase::Profile => Some(PROFILE_MODULE),
         Phase::Misc | Phase::Shell => None,
     };
@@ -193,8 +195,17 @@ fn enter(phase: Phase) -> Result<(), String> {
         }
         *loaded = want;
     }
+    if want.is_some() {
+        set_cache(phase != Phase::Uncached)?;
+    }
     let rule = if phase == Phase::Misc { "1" } else { "0" };
     fs::write(format!("{MISC}/APE"), rule).map_err(|e| format!("{MISC}/APE: {e}"))
+}
+
+/// Turns the module's cache of choices on or off.
+fn set_cache(on: bool) -> Result<(), String> {
+    let v = if on { "1" } else { "0" };
+    fs::write(format!("{SYSCTL}/cache"), v).map_err(|e| format!("{SYSCTL}/cache: {e}"))
 }
 
 fn run_phase(scenarios: &mut [Scenario], phase: Phase, iterations: usize) -> Result<(), String> {
@@ -223,8 +234,9 @@ fn profile(scenarios: &mut [Scenario], iterations: usize) -> Result<(), String> 
     enter(Phase::Profile)?;
     for s in scenarios
         .iter_mut()
-        .filter(|s| s.phase == Phase::Module && s.ape)
+        .filter(|s| matches!(s.phase, Phase::Module | Phase::Uncached) && s.ape)
     {
+        set_cache(s.phase == Phase::Module)?;
         for _ in 0..iterations {
             let before = module_counters().ok_or("the bench build has no bench_* counters")?;
             time_exec(&s.path, &s.argv).map_err(|e| format!("{}: {e}", s.name))?;
@@ -369,6 +381,14 @@ fn bench(iterations: usize) -> Result<String, String> {
             "/ape/bench/worst-window.ape",
             &[],
         ),
+        scenario("ape-uncached", Phase::Uncached, ape, &[]),
+        scenario("ent.com-uncached", Phase::Uncached, ENT_COM, &[]),
+        scenario(
+            "ape-worst-window-uncached",
+            Phase::Uncached,
+            "/ape/bench/worst-window.ape",
+            &[],
+        ),
         scenario("native-no-module", Phase::Misc, native, &[]),
         scenario("script-no-module", Phase::Misc, script, &[]),
         scenario("ape-misc-loader", Phase::Misc, ape, &[]),
@@ -379,6 +399,7 @@ fn bench(iterations: usize) -> Result<String, String> {
     let per_round = iterations.div_ceil(ROUNDS);
     for _ in 0..ROUNDS {
         run_phase(&mut sc, Phase::Module, per_round)?;
+        run_phase(&mut sc, Phase::Uncached, per_round)?;
         run_phase(&mut sc, Phase::Misc, per_round)?;
         run_phase(&mut sc, Phase::Shell, per_round.div_ceil(4))?;
     }

@@ -694,6 +694,108 @@ fn declined_align(path: &str) -> Check {
     }
 }
 
+/// The copy of the fat fixture that the cache tests change.
+const CACHED: &str = "/tmp/cached.ape";
+
+/// Runs a fresh copy of the fat fixture twice (the second run a cache hit), has `change`
+/// change the copy's bytes in place (it gets them as they are), and checks that the next run
+/// is refused: its choice was not taken from the cache.
+fn cached_then(change: impl FnOnce(&[u8]) -> Check) -> Check {
+    fs::copy(FAT, CACHED).map_err(|e| format!("{CACHED}: {e}"))?;
+    check_payload(CACHED, "exec")?;
+    let hits = counter("cache_hits");
+    check_payload(CACHED, "exec")?;
+    expect_eq(
+        "cache_hits on the second run",
+        counter("cache_hits"),
+        hits + 1,
+    )?;
+    let bytes = fs::read(CACHED).map_err(|e| format!("{CACHED}: {e}"))?;
+    change(&bytes)?;
+    let r = run(CACHED, &[CACHED], Stdin::Null);
+    expect_eq(
+        "execve once changed",
+        r.outcome,
+        Outcome::Errno(libc::ENOEXEC),
+    )?;
+    expect_eq("cache_hits once changed", counter("cache_hits"), hits + 1)
+}
+
+/// Offsets of the opening quotes of the window's `printf '` statements.
+fn statement_quotes(f: &[u8]) -> Vec<usize> {
+    let w = &f[..f.len().min(8192)];
+    w.windows(8)
+        .enumerate()
+        .filter(|(_, x)| *x == b"printf '")
+        .map(|(i, _)| i + 7)
+        .collect()
+}
+
+/// This CPU's header in an APE's prologue: a plain decode of each `printf '` statement.
+fn this_cpus_header(f: &[u8]) -> Option<[u8; 64]> {
+    let w = &f[..f.len().min(8192)];
+    statement_quotes(w).into_iter().find_map(|q| {
+        let (mut j, mut out) = (q + 1, Vec::new());
+        while j < w.len() && w[j] != b'\'' {
+            let digits = w[j + 1..]
+                .iter()
+                .take(3)
+                .take_while(|c| (b'0'..=b'7').contains(c));
+            let (n, v) = digits.fold((0, 0u32), |(n, v), c| (n + 1, v * 8 + u32::from(c - b'0')));
+            if w[j] == b'\\' && n > 0 {
+                out.push(v as u8);
+                j += 1 + n;
+            } else {
+                out.push(w[j]);
+                j += 1;
+            }
+        }
+        let h: [u8; 64] = out.get(..64)?.try_into().ok()?;
+        (h.starts_with(b"\x7fELF") && u16::from_le_bytes([h[18], h[19]]) == E_MACHINE).then_some(h)
+    })
+}
+
+/// Writes `bytes` at `at` in the file at `path`, in place.
+fn pwrite(path: &str, at: usize, bytes: &[u8]) -> Check {
+    use std::os::unix::fs::FileExt;
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("{path}: {e}"))?;
+    f.write_all_at(bytes, at as u64)
+        .map_err(|e| format!("{path}: {e}"))
+}
+
+/// Changes the file at `path` through a shared writable mapping (which on tmpfs moves neither
+/// its timestamps nor its `i_version`).
+fn mmap_write(path: &str, change: impl FnOnce(&mut [u8])) -> Check {
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("{path}: {e}"))?;
+    let len = f.metadata().map_err(|e| format!("{path}: {e}"))?.len() as usize;
+    // SAFETY: A fresh shared mapping of `len` bytes of an open file; checked before use.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(format!("mmap {path}: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: `p` maps `len` bytes, readable and writable, until the munmap below.
+    change(unsafe { std::slice::from_raw_parts_mut(p.cast::<u8>(), len) });
+    // SAFETY: `p` and `len` are the mapping made above.
+    unsafe { libc::munmap(p, len) };
+    Ok(())
+}
+
 fn ent(path: &str) -> Run {
     run(path, &[path, "/ape/real/input"], Stdin::Null)
 }
@@ -1151,6 +1253,60 @@ fn plan() -> Vec<Test> {
             read(&format!("{SYSCTL}/enabled"))?,
             "1".into(),
         )
+    }));
+    // The cache of choices: a second run compares instead of decoding, and any change to the
+    // bytes a choice read, however it is made, is a miss.
+    v.push(t("cache.second_run_hits", || {
+        fs::copy(FAT, CACHED).map_err(|e| format!("{CACHED}: {e}"))?;
+        check_payload(CACHED, "exec")?;
+        let hits = counter("cache_hits");
+        check_payload(CACHED, "exec")?;
+        expect_eq("cache_hits", counter("cache_hits"), hits + 1)
+    }));
+    v.push(t("cache.write_in_place_is_seen", || {
+        cached_then(|f| {
+            for at in statement_quotes(f) {
+                pwrite(CACHED, at, b"\"")?;
+            }
+            Ok(())
+        })
+    }));
+    v.push(t("cache.mmap_write_is_seen", || {
+        cached_then(|f| {
+            let quotes = statement_quotes(f);
+            mmap_write(CACHED, |m| {
+                for &at in &quotes {
+                    m[at] = b'"';
+                }
+            })
+        })
+    }));
+    v.push(t("cache.table_past_window_is_seen", || {
+        cached_then(|f| {
+            // The first non-empty PT_LOAD of this CPU's table gets p_filesz > p_memsz.
+            let h = this_cpus_header(f).ok_or("no header for this CPU")?;
+            let phoff = u64::from_le_bytes(h[32..40].try_into().unwrap()) as usize;
+            let phnum = usize::from(u16::from_le_bytes([h[56], h[57]]));
+            if phoff < 8192 {
+                return Err(format!("the fixture's table is at {phoff}, in the window"));
+            }
+            let load = (0..phnum)
+                .map(|i| phoff + 56 * i)
+                .find(|&p| f[p..p + 4] == 1u32.to_le_bytes() && f[p + 40..p + 48] != [0; 8])
+                .ok_or("no PT_LOAD")?;
+            let memsz = u64::from_le_bytes(f[load + 40..load + 48].try_into().unwrap());
+            pwrite(CACHED, load + 32, &(memsz + 1).to_le_bytes())
+        })
+    }));
+    v.push(t("cache.off_decodes_every_run", || {
+        fs::copy(FAT, CACHED).map_err(|e| format!("{CACHED}: {e}"))?;
+        write(&format!("{SYSCTL}/cache"), "0\n")?;
+        let hits = counter("cache_hits");
+        let runs = check_payload(CACHED, "exec").and_then(|()| check_payload(CACHED, "exec"));
+        let after = counter("cache_hits");
+        write(&format!("{SYSCTL}/cache"), "1\n")?;
+        runs?;
+        expect_eq("cache_hits", after, hits)
     }));
     // binfmt_misc with rules for every APE magic, the way Wine's MZ rule catches APEs.
     v.push(t("misc.register_rules", mount_misc_with_rules));
