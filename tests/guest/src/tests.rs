@@ -354,7 +354,9 @@ pub fn soak(seconds: u64) -> i32 {
 
 /// With failslab and fail_page_alloc failing every allocation whose call stack passes through
 /// the module (and only in the exec's task), an APE that needs the window past the first page
-/// fails with ENOMEM, counted in `alloc_errors`; without them it runs.
+/// fails with ENOMEM, counted in `alloc_errors`; without them it runs. An APE decided in the
+/// first page needs no allocation but to keep its choice in the cache: it runs, and its next
+/// run decodes again.
 fn failed_allocations() -> Check {
     const WORST: &str = "/ape/bench/worst-window.ape";
     // /proc/modules: name size refs deps state address.
@@ -391,7 +393,36 @@ fn failed_allocations() -> Check {
             .iter()
             .try_for_each(|fa| set(&format!("{fa}/probability"), "0"))
     };
-    injected_failure(WORST, libc::ENOMEM, "alloc_errors", disarm)
+    let unkept = (|| {
+        fs::copy(FAT, CACHED).map_err(|e| format!("{CACHED}: {e}"))?;
+        let hits = counter("cache_hits");
+        let who = As {
+            make_it_fail: true,
+            ..As::default()
+        };
+        let r = run_as(who, CACHED, &[CACHED], Stdin::Null);
+        if !ran(&r) {
+            return Err(format!(
+                "a first-page APE, allocations failing: {}",
+                describe(&r)
+            ));
+        }
+        expect_eq("cache_hits", counter("cache_hits"), hits)
+    })();
+    if unkept.is_err() {
+        disarm()?;
+        return unkept;
+    }
+    // The worst window decoded, not found in the cache (an earlier test may have run it).
+    write(&format!("{SYSCTL}/cache"), "0\n")?;
+    let r = injected_failure(WORST, libc::ENOMEM, "alloc_errors", disarm);
+    write(&format!("{SYSCTL}/cache"), "1\n")?;
+    r?;
+    // The choice for the first-page APE was not kept: this run decodes, the next one hits.
+    let hits = counter("cache_hits");
+    check_payload(CACHED, "exec")?;
+    check_payload(CACHED, "exec")?;
+    expect_eq("cache_hits", counter("cache_hits"), hits + 1)
 }
 
 /// With fault injection armed for the tasks that ask for it, an exec of `path` by such a task
