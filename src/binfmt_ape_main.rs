@@ -251,15 +251,18 @@ fn select(bprm: &Binprm) -> Result<core::result::Result<ape::Statement, ape::Err
 }
 
 /// Finds this CPU's header in the first `want` bytes of the file, and shows `chosen` the
-/// window it was found in.
+/// window it was found in if the page cache holds the file's first page: a later exec can
+/// compare only what it can look at there (not on overlayfs or DAX, whose files' own mappings
+/// hold no pages).
 fn decode(
     bprm: &Binprm,
     want: usize,
     chosen: impl Fn(&Binprm, &[u8], &ape::Statement),
 ) -> Result<core::result::Result<ape::Statement, ape::Error>> {
     let page_size = u64::try_from(PAGE_SIZE).map_err(|_| EINVAL)?;
-    let seen = |window: &[u8], verdict: core::result::Result<ape::Statement, ape::Error>| {
-        if let Ok(statement) = &verdict {
+    let mut in_cache = false;
+    let seen = |window: &[u8], verdict, in_cache: bool| {
+        if let (true, Ok(statement)) = (in_cache, &verdict) {
             chosen(bprm, window, statement);
         }
         verdict
@@ -267,18 +270,19 @@ fn decode(
     let mut at = ape::Resume::START;
     let mut window = KVVec::new();
     if let Some(head) = bprm.cached(0) {
+        in_cache = true;
         let prefix = head.get(..want).unwrap_or(&head);
         // `src` maps program headers after `head`, and is dropped before it.
         let mut src = FileSource::new(bprm);
         if prefix.len() == want {
             let verdict = ape::select(prefix, MACHINE, page_size, &mut src)?;
             drop(src);
-            return Ok(seen(prefix, verdict));
+            return Ok(seen(prefix, verdict, true));
         }
         match ape::select_prefix(prefix, MACHINE, page_size, &mut src)? {
             ape::Prefix::Decided(verdict) => {
                 drop(src);
-                return Ok(seen(prefix, verdict));
+                return Ok(seen(prefix, verdict, true));
             }
             // The scan goes on over the whole window from where the first page left it.
             ape::Prefix::Undecided(resume) => at = resume,
@@ -309,10 +313,10 @@ fn decode(
         let end = have.checked_add(n).ok_or(EIO)?;
         let window = window.get(..end).ok_or(EIO)?;
         let verdict = ape::resume(window, at, MACHINE, page_size, &mut FileSource::new(bprm))?;
-        return Ok(seen(window, verdict));
+        return Ok(seen(window, verdict, in_cache));
     }
     let verdict = ape::resume(&window, at, MACHINE, page_size, &mut FileSource::new(bprm))?;
-    Ok(seen(&window, verdict))
+    Ok(seen(&window, verdict, in_cache))
 }
 
 /// Counts a refusal and says why, rate-limited. Only files with an APE magic get here.
