@@ -238,51 +238,49 @@ impl binfmt::Binfmt for Restore {
 /// same ([`cache`]); a new one is kept for next time.
 fn select(bprm: &Binprm) -> Result<core::result::Result<ape::Statement, ape::Error>> {
     let want = usize::try_from(bprm.size()).map_or(ape::WINDOW, |n| n.min(ape::WINDOW));
-    if CACHE.load(Relaxed) == 0 {
-        return decode(bprm, want, |_, _, _| {});
+    let cache = CACHE.load(Relaxed) != 0;
+    if cache {
+        if let Some(statement) = cache::lookup(bprm, want) {
+            CACHE_HITS.fetch_add(1, Relaxed);
+            return Ok(Ok(statement));
+        }
     }
-    if let Some(statement) = cache::lookup(bprm, want) {
-        CACHE_HITS.fetch_add(1, Relaxed);
-        return Ok(Ok(statement));
-    }
-    decode(bprm, want, |bprm, window, statement| {
-        cache::remember(bprm, want, window, statement);
-    })
+    decode(bprm, want, cache)
 }
 
-/// Finds this CPU's header in the first `want` bytes of the file, and shows `chosen` the
-/// window it was found in if the page cache holds the file's first page: a later exec can
+/// Finds this CPU's header in the first `want` bytes of the file, and if `keep`, keeps the
+/// choice in the [`cache`] where the page cache holds the file's first page: a later exec can
 /// compare only what it can look at there (not on overlayfs or DAX, whose files' own mappings
 /// hold no pages).
 fn decode(
     bprm: &Binprm,
     want: usize,
-    chosen: impl Fn(&Binprm, &[u8], &ape::Statement),
+    keep: bool,
 ) -> Result<core::result::Result<ape::Statement, ape::Error>> {
     let page_size = u64::try_from(PAGE_SIZE).map_err(|_| EINVAL)?;
-    let mut in_cache = false;
-    let seen = |window: &[u8], verdict, in_cache: bool| {
-        if let (true, Ok(statement)) = (in_cache, &verdict) {
-            chosen(bprm, window, statement);
+    let head = bprm.cached(0);
+    let keep = keep && head.is_some();
+    let seen = |window: &[u8], verdict| {
+        if let (true, Ok(statement)) = (keep, &verdict) {
+            cache::remember(bprm, want, window, statement);
         }
         verdict
     };
     let mut at = ape::Resume::START;
     let mut window = KVVec::new();
-    if let Some(head) = bprm.cached(0) {
-        in_cache = true;
+    if let Some(head) = head {
         let prefix = head.get(..want).unwrap_or(&head);
         // `src` maps program headers after `head`, and is dropped before it.
         let mut src = FileSource::new(bprm);
         if prefix.len() == want {
             let verdict = ape::select(prefix, MACHINE, page_size, &mut src)?;
             drop(src);
-            return Ok(seen(prefix, verdict, true));
+            return Ok(seen(prefix, verdict));
         }
         match ape::select_prefix(prefix, MACHINE, page_size, &mut src)? {
             ape::Prefix::Decided(verdict) => {
                 drop(src);
-                return Ok(seen(prefix, verdict, true));
+                return Ok(seen(prefix, verdict));
             }
             // The scan goes on over the whole window from where the first page left it.
             ape::Prefix::Undecided(resume) => at = resume,
@@ -313,10 +311,10 @@ fn decode(
         let end = have.checked_add(n).ok_or(EIO)?;
         let window = window.get(..end).ok_or(EIO)?;
         let verdict = ape::resume(window, at, MACHINE, page_size, &mut FileSource::new(bprm))?;
-        return Ok(seen(window, verdict, in_cache));
+        return Ok(seen(window, verdict));
     }
     let verdict = ape::resume(&window, at, MACHINE, page_size, &mut FileSource::new(bprm))?;
-    Ok(seen(&window, verdict, in_cache))
+    Ok(seen(&window, verdict))
 }
 
 /// Counts a refusal and says why, rate-limited. Only files with an APE magic get here.
