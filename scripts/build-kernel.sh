@@ -74,9 +74,15 @@ main() {
 	local key out
 	key=$(kernel_key "$SRCVER")
 	out=$CACHE/kernel/$KVER-$KARCH-$VARIANT-$key
+	with_lock "$out.lock" build "$out"
+	echo "$out"
+}
+
+# Builds the kernel into OUT unless a finished build is there (under OUT's lock).
+build() {
+	local out=$1
 	if [ -e "$out/.done" ]; then
 		log "cached: $out"
-		echo "$out"
 		return 0
 	fi
 	mkdir -p "$out"
@@ -93,7 +99,6 @@ main() {
 	if [ -n "$LLVM" ]; then touch "$out/.llvm"; fi
 	touch "$out/.done"
 	log "built $KARCH kernel in $((SECONDS - t0)) s: $out"
-	echo "$out"
 }
 
 main "$@"

@@ -47,6 +47,11 @@ if [ -z "${DKMS_KERNELS:-}" ] && [ -n "$DEB_KERNELS" ]; then
 fi
 [ "${DKMS_KERNELS:-none}" != none ] || DKMS_KERNELS=
 
+# The run's own state: each lane's log, counts and phase timings.
+RUN=$BUILD/check
+rm -rf "$RUN" && mkdir -p "$RUN" && : >"$RUN/timing"
+T0=$SECONDS
+
 passed=0 failed=0 skipped=0
 result() { # result NAME STATUS
 	if [ "$2" = 0 ]; then
@@ -91,12 +96,114 @@ guest() { # guest TAG COMMAND...
 	result "$tag guest: booted and exited cleanly" "$s"
 }
 
+# Phases: each lane's work in named steps, timed for the summary at the end.
+phase_name= phase_t0=
+phase() { # phase NAME: ends the lane's current phase and starts NAME
+	[ -z "$phase_name" ] || printf '%s\t%s\t%s\t%s\n' "$LANE" "$phase_name" \
+		"$((phase_t0 - T0))" "$((SECONDS - phase_t0))" >>"$RUN/timing"
+	phase_name=$1 phase_t0=$SECONDS
+	[ -z "$1" ] || log "[$LANE] $1"
+}
+
+# Waits for a file another lane writes (a lane that ends writes its .end marker, so a waiter
+# never outlives the lane it waits for).
+await() { # await FILE LANE
+	while [ ! -e "$1" ]; do
+		[ ! -e "$RUN/$2.end" ] || return 1
+		sleep 5
+	done
+}
+
+# Runs a lane in the background: its output goes to the console prefixed with its name, its
+# counts to $RUN/NAME.counts. A lane that stops early (set -e) counts as a failure.
+lane() { # lane NAME FUNCTION
+	local name=$1 fn=$2
+	(
+		LANE=$name
+		trap 's=$?; phase ""; [ "$s" = 0 ] || { echo "not ok - lane $LANE ended early (status $s)"; failed=$((failed + 1)); }
+			echo "$passed $failed $skipped" >"$RUN/$LANE.counts"; touch "$RUN/$LANE.end"' EXIT
+		"$fn"
+	) 2>&1 | sed -u "s/^/[$name] /" &
+}
+
 "$BINFMT_APE_ROOT"/scripts/setup.sh
 cd "$BINFMT_APE_ROOT"
 
-if [ "${HOST_TESTS:-1}" = 1 ]; then
-	log "fixtures (twice, to check they are deterministic)"
+# Lane "kernels": every kernel built here, one after another, each at -j(cores+1); the guest
+# lane boots each as soon as it is ready (build-kernel.sh's lock makes it wait, never build
+# twice). The upstream series comes before the debug kernel, the longest build.
+lane_kernels() {
+	local guest kver arch variant
+	for guest in $GUESTS; do
+		IFS=/ read -r kver arch variant <<<"$guest"
+		[ "${variant:-default}" != debug ] || continue
+		phase "kernel $kver $arch ${variant:-default}"
+		KVER=$kver ARCH=$arch VARIANT=${variant:-default} scripts/build-kernel.sh >/dev/null ||
+			result "kernel $kver $arch ${variant:-default} builds" 1
+	done
+	# The upstream series (make patches): generated from these sources, applied with git am to
+	# a pristine 7.3, checkpatch --strict; then that tree built with BINFMT_APE=y and
+	# BINFMT_MISC=y, for the guest lane. PATCHES=0 skips it.
+	if [ "${PATCHES:-${HOST_TESTS:-1}}" = 1 ]; then
+		phase "upstream series: make patches (git am, checkpatch --strict)"
+		local s=0 ptree
+		ptree=$(scripts/patches.sh) || s=$?
+		result "make patches: the series applies with git am to pristine 7.3, checkpatch --strict clean" "$s"
+		if [ "$s" = 0 ]; then
+			phase "kernel 7.3 x86_64 with the series built in"
+			KVER=7.3 ARCH=x86_64 VARIANT=builtin KERNEL_TREE="$ptree" scripts/build-kernel.sh >/dev/null ||
+				result "kernel 7.3 x86_64 with the series builds" 1
+			echo "$ptree" >"$RUN/series-tree"
+		fi
+	fi
+	for guest in $GUESTS; do
+		IFS=/ read -r kver arch variant <<<"$guest"
+		[ "${variant:-default}" = debug ] || continue
+		phase "kernel $kver $arch debug"
+		KVER=$kver ARCH=$arch VARIANT=debug scripts/build-kernel.sh >/dev/null ||
+			result "kernel $kver $arch debug builds" 1
+	done
+}
+
+# Lane "guests": the host side while the first kernel builds, then the guest suite on every
+# kernel built here as it becomes ready, and what needs the 6.12 kernel (bench smoke run).
+lane_guests() {
+	if [ "${HOST_TESTS:-1}" = 1 ]; then
+		host_side
+	fi
+	local guest kver arch variant tag
+	for guest in $GUESTS; do
+		IFS=/ read -r kver arch variant <<<"$guest"
+		variant=${variant:-default}
+		tag=$kver-$arch
+		[ "$variant" = default ] || tag+=-$variant
+		if [ "$variant" = debug ] && [ "${PATCHES:-${HOST_TESTS:-1}}" = 1 ]; then
+			series_guest
+		fi
+		phase "guest suite: Linux $kver on $arch, variant $variant"
+		guest "$tag" env KVER="$kver" ARCH="$arch" VARIANT="$variant" scripts/guest.sh check
+		if [ "$guest" = 6.12/x86_64 ] && [ "${HOST_TESTS:-1}" = 1 ]; then
+			bench_smoke
+		fi
+	done
+	case " $GUESTS " in *"/debug "*) ;; *) [ "${PATCHES:-${HOST_TESTS:-1}}" != 1 ] || series_guest ;; esac
+}
+
+# The guest suite and the series' selftest on 7.3 with the series built in, nothing loaded.
+series_guest() {
+	phase "waiting for the series' kernel"
+	local ptree
+	await "$RUN/series-tree" kernels || return 0
+	ptree=$(cat "$RUN/series-tree")
+	phase "guest suite: Linux 7.3 with the series, BINFMT_APE=y, on x86_64"
+	guest "7.3-x86_64-builtin" env KVER=7.3 ARCH=x86_64 VARIANT=builtin KERNEL_TREE="$ptree" \
+		scripts/guest.sh check
+}
+
+host_side() {
+	phase "fixtures (twice, to check they are deterministic)"
 	scripts/fixtures.sh
+	local sum1 sum2 s
 	sum1=$(sha256sum <"$BUILD/fixtures/SHA256SUMS")
 	scripts/fixtures.sh 2>/dev/null
 	sum2=$(sha256sum <"$BUILD/fixtures/SHA256SUMS")
@@ -113,16 +220,16 @@ if [ "${HOST_TESTS:-1}" = 1 ]; then
 		passed=$((passed + p)) failed=$((failed + f))
 		echo "$out" | grep -q '^test result:' || result "$label ran" 1
 	}
-	log "host tests (cargo test)"
+	phase "host tests (cargo test)"
 	apes=$(scripts/fetch-apes.sh)
 	host_tests "cargo test"
 	# The decoder loads aligned words on arm64 (its kernel target is strict-align): the same
 	# tests again with that build of it.
-	log "host tests of the decoder with aligned loads, as arm64 builds it"
+	phase "host tests of the decoder with aligned loads, as arm64 builds it"
 	RUSTFLAGS="--cfg ape_aligned_loads" CARGO_TARGET_DIR=$BINFMT_APE_ROOT/tests/target/aligned-loads \
 		host_tests "cargo test (aligned loads)" --test decoder --test differential
 
-	log "static checks"
+	phase "static checks"
 	s=0; cargo clippy --quiet --release --manifest-path tests/Cargo.toml -p apekit --lib -- -D warnings || s=$?
 	result "clippy: decoder (indexing, arithmetic, unwrap, panic denied)" "$s"
 	s=0; rustfmt --edition 2021 --check src/*.rs rust/kernel/*.rs >/dev/null || s=$?
@@ -136,93 +243,24 @@ if [ "${HOST_TESTS:-1}" = 1 ]; then
 	done
 	result "nix: flake.nix and nix/*.nix parse (nix-instantiate --parse)" "$s"
 
-	log "fuzz smoke (${FUZZ_SECONDS:-60} s)"
+	phase "fuzz smoke (${FUZZ_SECONDS:-60} s)"
 	s=0; FUZZ_SECONDS=${FUZZ_SECONDS:-60} scripts/fuzz.sh || s=$?
 	result "fuzz smoke: no crash, no differential mismatch" "$s"
-fi
+}
 
-for guest in $GUESTS; do
-	IFS=/ read -r kver arch variant <<<"$guest"
-	variant=${variant:-default}
-	tag=$kver-$arch
-	[ "$variant" = default ] || tag+=-$variant
-	log "guest suite: Linux $kver on $arch, variant $variant"
-	guest "$tag" env KVER="$kver" ARCH="$arch" VARIANT="$variant" scripts/guest.sh check
-done
-
-# The upstream series (make patches): generated from these sources, applied with git am to a
-# pristine 7.3, checkpatch --strict; then that tree built with BINFMT_APE=y and BINFMT_MISC=y
-# runs the guest suite and the series' selftest with nothing loaded. PATCHES=0 skips it.
-if [ "${PATCHES:-${HOST_TESTS:-1}}" = 1 ]; then
-	log "upstream series: make patches (git am, checkpatch --strict)"
-	s=0; ptree=$(scripts/patches.sh) || s=$?
-	result "make patches: the series applies with git am to pristine 7.3, checkpatch --strict clean" "$s"
-	if [ "$s" = 0 ]; then
-		log "guest suite: Linux 7.3 with the series, BINFMT_APE=y, on x86_64"
-		guest "7.3-x86_64-builtin" env KVER=7.3 ARCH=x86_64 VARIANT=builtin KERNEL_TREE="$ptree" \
-			scripts/guest.sh check
-	fi
-fi
-
-for rel in $DEB_KERNELS; do
-	# A release of the DKMS cycle below boots with the module DKMS built instead.
-	case " $DKMS_KERNELS " in *" $rel "*) continue ;; esac
-	log "guest suite: Debian's $rel"
-	guest "debian-$rel" scripts/distro-guest.sh "$rel" check
-done
-
-# The Debian packages, as a user installs them: make deb (lintian), then on 6.12 and 7.3
-# (amd64) apt-get install -> DKMS build -> boot Debian's kernel with the DKMS-built module ->
-# a kernel update rebuilt by DKMS -> apt-get purge (scripts/dkms-check.sh). DKMS_KERNELS
-# overrides the releases ("none": skip).
-if [ -n "$DKMS_KERNELS" ]; then
-	log "Debian packages: make deb, lintian"
-	s=0; debdir=$(scripts/deb.sh) || s=$?
-	result "make deb: binfmt-ape-dkms and binfmt-ape-utils, lintian without errors" "$s"
-	# The kernel update: the 6.12 release before the newest.
-	update=$(debian_newest_abi 6.12 deb13 2)-amd64
-	for rel in $DKMS_KERNELS; do
-		[ "$s" = 0 ] || break
-		log "DKMS cycle: $rel, then a kernel update to $update"
-		rm -f "$BUILD/dkms-$rel.results"
-		guest "dkms-$rel" scripts/dkms-check.sh "$debdir" "$rel" "$update"
-		while read -r line; do
-			case "$line" in
-			"ok - "*) result "dkms-$rel: ${line#ok - }" 0 ;;
-			*) result "dkms-$rel: ${line#not ok - }" 1 ;;
-			esac
-		done <"$BUILD/dkms-$rel.results" 2>/dev/null || result "dkms-$rel: the cycle reported its results" 1
-	done
-fi
-
-# A bad setup gets one message naming everything missing, each with its packages: tried in
-# the Debian root on the first release's headers, with the pieces hidden from preflight.
-if [ -n "$DEB_KERNELS" ]; then
-	rel=${DEB_KERNELS%% *}
-	s=0
-	out=$(scripts/debian-root.sh run sh -c "cd /work && KSRC=/nonexistent BINDGEN=no-bindgen \
-		scripts/preflight.sh /usr/src/linux-headers-$rel /tmp/preflight" 2>&1) && s=1
-	for want in "KSRC=/nonexistent holds no kernel source" "no bindgen" "Debian/Ubuntu: bindgen"; do
-		grep -qF "$want" <<<"$out" || { s=1; echo "preflight did not say '$want':"; echo "$out"; }
-	done
-	result "preflight: one message lists every missing piece of a bundled build" "$s"
-	s=0
-	out=$(scripts/debian-root.sh run sh -c "cd /work && scripts/preflight.sh /usr/src/none" 2>&1) && s=1
-	grep -qF "no kernel headers at /usr/src/none" <<<"$out" && grep -qF "linux-headers-" <<<"$out" || s=1
-	result "preflight: no headers is named, with the package" "$s"
-fi
-
-if [ "${HOST_TESTS:-1}" = 1 ]; then
+bench_smoke() {
 	# The benchmark is not pass/fail here, but a short run on one arch keeps it from rotting.
-	log "benchmark smoke run (x86_64, Linux 6.12)"
-	s=0; KVER=6.12 ARCH=x86_64 BENCH_SMOKE=1 scripts/bench.sh >"$BUILD/bench-smoke.log" 2>&1 || s=$?
+	phase "benchmark smoke run (x86_64, Linux 6.12)"
+	local s=0 kdir need out
+	KVER=6.12 ARCH=x86_64 BENCH_SMOKE=1 scripts/bench.sh >"$BUILD/bench-smoke.log" 2>&1 || s=$?
 	[ "$s" = 0 ] || tail -n 30 "$BUILD/bench-smoke.log"
 	result "make bench: a smoke run reports every scenario" "$s"
 
 	# A kernel without what the module needs gets one clear message, before anything compiles.
 	# The kernel's configuration is loaded first, so a command-line override stands in for a
 	# kernel built without the option.
-	kdir=$(ls -d "$CACHE"/kernel/*-x86_64-default-*/ 2>/dev/null | head -n1)
+	phase "builds against a kernel without what the module needs"
+	kdir=$(ls -d "$CACHE"/kernel/6.12-x86_64-default-*/ 2>/dev/null | head -n1)
 	if [ -n "$kdir" ] && [ -e "$kdir/.done" ]; then
 		for need in CONFIG_BINFMT_ELF CONFIG_SYSCTL; do
 			s=0
@@ -231,8 +269,79 @@ if [ "${HOST_TESTS:-1}" = 1 ]; then
 			result "build without $need stops with a message naming it" "$s"
 		done
 	fi
-fi
+}
 
+# Lane "debian": Debian's stock kernels, unmodified, with the module built in the Debian root;
+# then the Debian packages' cycle and the preflight messages. The root is this lane's alone.
+lane_debian() {
+	local rel s debdir update out want
+	for rel in $DEB_KERNELS; do
+		# A release of the DKMS cycle below boots with the module DKMS built instead.
+		case " $DKMS_KERNELS " in *" $rel "*) continue ;; esac
+		phase "guest suite: Debian's $rel"
+		guest "debian-$rel" scripts/distro-guest.sh "$rel" check
+	done
+
+	# The Debian packages, as a user installs them: make deb (lintian), then on 6.12 and 7.3
+	# (amd64) apt-get install -> DKMS build -> boot Debian's kernel with the DKMS-built module ->
+	# a kernel update rebuilt by DKMS -> apt-get purge (scripts/dkms-check.sh). DKMS_KERNELS
+	# overrides the releases ("none": skip).
+	if [ -n "$DKMS_KERNELS" ]; then
+		phase "Debian packages: make deb, lintian"
+		s=0; debdir=$(scripts/deb.sh) || s=$?
+		result "make deb: binfmt-ape-dkms and binfmt-ape-utils, lintian without errors" "$s"
+		# The kernel update: the 6.12 release before the newest.
+		update=$(debian_newest_abi 6.12 deb13 2)-amd64
+		for rel in $DKMS_KERNELS; do
+			[ "$s" = 0 ] || break
+			phase "DKMS cycle: $rel, then a kernel update to $update"
+			rm -f "$BUILD/dkms-$rel.results"
+			guest "dkms-$rel" scripts/dkms-check.sh "$debdir" "$rel" "$update"
+			while read -r line; do
+				case "$line" in
+				"ok - "*) result "dkms-$rel: ${line#ok - }" 0 ;;
+				*) result "dkms-$rel: ${line#not ok - }" 1 ;;
+				esac
+			done <"$BUILD/dkms-$rel.results" 2>/dev/null || result "dkms-$rel: the cycle reported its results" 1
+		done
+	fi
+
+	# A bad setup gets one message naming everything missing, each with its packages: tried in
+	# the Debian root on the first release's headers, with the pieces hidden from preflight.
+	if [ -n "$DEB_KERNELS" ]; then
+		phase "preflight messages"
+		rel=${DEB_KERNELS%% *}
+		s=0
+		out=$(scripts/debian-root.sh run sh -c "cd /work && KSRC=/nonexistent BINDGEN=no-bindgen \
+			scripts/preflight.sh /usr/src/linux-headers-$rel /tmp/preflight" 2>&1) && s=1
+		for want in "KSRC=/nonexistent holds no kernel source" "no bindgen" "Debian/Ubuntu: bindgen"; do
+			grep -qF "$want" <<<"$out" || { s=1; echo "preflight did not say '$want':"; echo "$out"; }
+		done
+		result "preflight: one message lists every missing piece of a bundled build" "$s"
+		s=0
+		out=$(scripts/debian-root.sh run sh -c "cd /work && scripts/preflight.sh /usr/src/none" 2>&1) && s=1
+		grep -qF "no kernel headers at /usr/src/none" <<<"$out" && grep -qF "linux-headers-" <<<"$out" || s=1
+		result "preflight: no headers is named, with the package" "$s"
+	fi
+}
+
+lane kernels lane_kernels
+lane guests lane_guests
+[ -z "$DEB_KERNELS" ] || lane debian lane_debian
+wait
+
+# The totals, then where the time went.
+for f in "$RUN"/*.counts; do
+	read -r p f2 sk <"$f"
+	passed=$((passed + p)) failed=$((failed + f2)) skipped=$((skipped + sk))
+done
+elapsed=$((SECONDS - T0))
+echo "# where the time went (seconds from the start, and each phase's own; lanes run side by side)"
+sort -t"$(printf '\t')" -k3,3n "$RUN/timing" | awk -F'\t' '{ printf "# %-8s %5d %5d  %s\n", $1, $3, $4, $2 }'
+echo "# make check: $elapsed s in all"
+if [ "$elapsed" -gt 3600 ]; then
+	echo "# warning: make check took $((elapsed / 60)) min, past its 60-minute budget"
+fi
 [ "$skipped" = 0 ] || echo "($skipped guest tests skipped by name, each with its reason in its guest's KTAP above)"
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -37,8 +37,14 @@ root_key() {
 }
 
 make_root() {
-	local key dir
+	local key
 	key=$(root_key)
+	with_lock "$CACHE/debian-root/.lock" make_root_locked "$key"
+	echo "$CACHE/debian-root/$key"
+}
+
+make_root_locked() {
+	local key=$1 dir
 	dir=$CACHE/debian-root/$key
 	if [ ! -e "$dir/.done" ]; then
 		command -v mmdebstrap >/dev/null || die "mmdebstrap is missing: run scripts/setup.sh (package mmdebstrap)"
@@ -55,7 +61,6 @@ make_root() {
 		# Older roots are superseded by this one.
 		find "$CACHE/debian-root" -mindepth 1 -maxdepth 1 -type d ! -name "$key" -exec rm -rf {} + 2>/dev/null || true
 	fi
-	echo "$dir"
 }
 
 # Runs "$@" in the root with /proc, /dev and this work tree ($BINFMT_APE_ROOT at /work) bound;
@@ -116,11 +121,11 @@ install_release() {
 case "${1:-}" in
 -h|--help) sed -n '3,20p' "$0" ;;
 "") make_root ;;
-release) dir=$(make_root); install_release "$dir" "${2:?release}"; echo "$dir" ;;
+release) dir=$(make_root); with_lock "$dir.lock" install_release "$dir" "${2:?release}"; echo "$dir" ;;
 source)
 	dir=$(make_root)
 	if [ ! -e "$dir/usr/src/linux-source-${2:?series}.tar.xz" ]; then
-		in_root "$dir" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "linux-source-$2" >&2 ||
+		with_lock "$dir.lock" in_root "$dir" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "linux-source-$2" >&2 ||
 			die "apt-get install linux-source-$2 failed in the Debian root"
 	fi
 	echo "$dir" ;;

@@ -25,6 +25,9 @@ b0d7841cac3d1c44c5bb968df6502ec8bbe2379b34d41a49d3f9ca3db1b10c72  pledge"
 case "${1:-}" in -h|--help) echo "Usage: $0   (fetches $PKG $VERSION wheels; see header)"; exit 0 ;; esac
 
 out=$CACHE/apes/$PKG-$VERSION
+# One fetch at a time (make check's lanes may ask together).
+mkdir -p "$CACHE"
+[ -n "${FETCH_APES_LOCKED:-}" ] || exec env FETCH_APES_LOCKED=1 flock "$CACHE/.lock-apes" "$0" "$@"
 if [ -e "$out/.done" ] && (cd "$out" && sha256sum --quiet -c - <<<"$FILES") 2>/dev/null; then
 	echo "$out"
 	exit 0

@@ -16,6 +16,16 @@ RUST_TOOLCHAIN=${RUST_TOOLCHAIN:-1.95.0}
 export RUSTUP_TOOLCHAIN=$RUST_TOOLCHAIN
 
 log() { printf '[%s] %s\n' "${LOG_TAG:-binfmt-ape}" "$*" >&2; }
+
+# Runs "$@" holding an exclusive lock on FILE (flock): what make check's parallel lanes, or two
+# users, may both make (a kernel, the Debian root, the fixtures) is made once, and the second
+# waits for it. Usage: with_lock FILE CMD...
+with_lock() {
+	local f=$1
+	shift
+	mkdir -p "$(dirname "$f")"
+	(flock 9 && "$@") 9>"$f"
+}
 die() { printf '[%s] error: %s\n' "${LOG_TAG:-binfmt-ape}" "$*" >&2; exit 1; }
 
 # Per-arch facts. Sets KARCH, CROSS, RUST_TARGET, QEMU, IMAGE, CONSOLE.
@@ -128,20 +138,26 @@ apt_private() {
 	local name=$1 suites=$2 arches=$3 dir=$CACHE/apt/$1
 	shift 3
 	mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial"
-	debian_sources "$suites" >"$dir/sources.list.new"
 	local opts=(-o Dir::Etc::SourceList="$dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
 		-o Dir::State::Lists="$dir/lists" -o Dir::Cache="$dir/cache"
 		-o Dir::State::status=/dev/null -o APT::Architectures="$arches"
 		-o Debug::NoLocking=1 -o APT::Get::List-Cleanup=0 -o APT::Sandbox::User=root)
+	with_lock "$dir/.lock" apt_private_update "$dir" "$suites" "${opts[@]}"
+	"${APT_TOOL:-apt-get}" "${opts[@]}" "$@"
+}
+
+apt_private_update() { # apt_private_update DIR SUITES APT_OPTIONS...
+	local dir=$1 suites=$2
+	shift 2
+	debian_sources "$suites" >"$dir/sources.list.new"
 	if ! cmp -s "$dir/sources.list.new" "$dir/sources.list" ||
 		[ -z "$(find "$dir/.updated" -mmin -1440 2>/dev/null)" ]; then
 		mv "$dir/sources.list.new" "$dir/sources.list"
-		log "apt-get update (private state $name: $suites)"
-		apt-get "${opts[@]}" -qq update >&2 || die "apt-get update failed for $suites (private state $dir)"
+		log "apt-get update (private state ${dir##*/}: $suites)"
+		apt-get "$@" -qq update >&2 || die "apt-get update failed for $suites (private state $dir)"
 		touch "$dir/.updated"
 	fi
 	rm -f "$dir/sources.list.new"
-	"${APT_TOOL:-apt-get}" "${opts[@]}" "$@"
 }
 
 # The newest Debian kernel ABI of a series for a Debian release (e.g. 6.12 deb13 -> 6.12.118+deb13).
@@ -180,7 +196,15 @@ boot_guest() {
 kernel_source() {
 	local pkg=linux-source-$KVER dir=$CACHE/src
 	mkdir -p "$dir"
+	with_lock "$dir/.lock-$pkg" kernel_source_unpack "$pkg" "$dir"
 	local deb
+	deb=$(ls "$dir"/"${pkg}"_*.deb | head -n1)
+	SRCVER=$(dpkg-deb -f "$deb" Version)
+	SRC=$dir/linux-$KVER-$SRCVER
+}
+
+kernel_source_unpack() { # kernel_source_unpack PKG DIR
+	local pkg=$1 dir=$2 deb ver src
 	deb=$(ls "$dir"/"${pkg}"_*.deb 2>/dev/null | head -n1 || true)
 	if [ -z "$deb" ]; then
 		# The host's own suites first (bookworm-security has 6.12); newer series come from
@@ -191,18 +215,16 @@ kernel_source() {
 			die "$pkg is in none of: the host's apt sources, $DEBIAN_SUITES"
 		deb=$(ls "$dir"/"${pkg}"_*.deb | head -n1)
 	fi
-	local ver
 	ver=$(dpkg-deb -f "$deb" Version)
-	SRCVER=$ver
-	SRC=$dir/linux-$KVER-$ver
-	if [ ! -e "$SRC/.extracted" ]; then
+	src=$dir/linux-$KVER-$ver
+	if [ ! -e "$src/.extracted" ]; then
 		log "extracting $pkg $ver"
-		rm -rf "$SRC" "$SRC.tmp"
-		mkdir -p "$SRC.tmp"
-		dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$SRC.tmp" --wildcards '*.tar.xz'
-		tar -xJf "$SRC.tmp"/usr/src/linux-source-"$KVER".tar.xz -C "$SRC.tmp"
-		mv "$SRC.tmp/linux-source-$KVER" "$SRC"
-		rm -rf "$SRC.tmp"
-		touch "$SRC/.extracted"
+		rm -rf "$src" "$src.tmp"
+		mkdir -p "$src.tmp"
+		dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$src.tmp" --wildcards '*.tar.xz'
+		tar -xJf "$src.tmp"/usr/src/linux-source-"$KVER".tar.xz -C "$src.tmp"
+		mv "$src.tmp/linux-source-$KVER" "$src"
+		rm -rf "$src.tmp"
+		touch "$src/.extracted"
 	fi
 }
