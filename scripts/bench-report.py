@@ -25,13 +25,6 @@ TARGETS = [
     ("worst-case window ÷ typical APE", "ape-worst-window", "ape", "<=", 1.05),
 ]
 
-# The same figures with the module's cache off, every exec decoding: reported, no target.
-UNCACHED = [
-    ("binfmt_ape ÷ native", "ape-uncached", "native"),
-    ("shell fallback ÷ binfmt_ape (ent.com)", "ent.com-shell", "ent.com-uncached"),
-    ("worst-case window ÷ typical APE", "ape-worst-window-uncached", "ape-uncached"),
-]
-
 DESCRIPTIONS = {
     "native": "payload as a native ELF (the limit)",
     "ape": "same payload as a fat APE, binfmt_ape",
@@ -42,9 +35,6 @@ DESCRIPTIONS = {
     "ape-64m": "APE padded to 64 MiB",
     "ape-4g": "APE padded to 4 GiB",
     "ape-worst-window": "header ends at byte 8189 behind 27 decoys",
-    "ape-uncached": "`ape` with the module's cache off (decodes)",
-    "ent.com-uncached": "`ent.com` with the cache off",
-    "ape-worst-window-uncached": "`ape-worst-window` with the cache off",
     "native-no-module": "native ELF, module not loaded",
     "script-no-module": "#! script, module not loaded",
     "ape-misc-loader": "APE via binfmt_misc + cosmo's loader",
@@ -81,18 +71,15 @@ def scenario_table(run):
         f"{run['iterations']} execs per scenario",
         "",
         f"| scenario | what | median ({unit}) | p90 | p99 | ÷ native | module's own ({own_unit}) "
-        f"| first run, a cache miss ({own_unit}) | bytes copied |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| bytes read |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for s in run["scenarios"]:
         own = s.get("module_ns")
-        # On the wall clock the first exec also pays TCG's translation of the fresh module.
-        first = s.get("first_ns", "")
         lines.append(
             f"| `{s['name']}` | {DESCRIPTIONS.get(s['name'], '')} | {ms(s['median_ns'])} | "
             f"{ms(s['p90_ns'])} | {ms(s['p99_ns'])} | {s['median_ns'] / base:.3f} | "
-            f"{'' if own is None else own} | {first if run['clock'] == 'icount' else ''} | "
-            f"{'' if own is None else s['bytes_read']} |"
+            f"{'' if own is None else own} | {'' if own is None else s['bytes_read']} |"
         )
     return "\n".join(lines)
 
@@ -116,11 +103,6 @@ def target_table(runs):
             cells.append(f"{v:.4f} {'✓' if met else '✗'}")
         sign = "≤" if cmp == "<=" else "≥"
         lines.append(f"| {name} | {sign} {target} | " + " | ".join(cells) + " |")
-    for name, num, den in UNCACHED:
-        cells = [
-            f"{r['by_name'][num]['median_ns'] / r['by_name'][den]['median_ns']:.4f}" for r in runs
-        ]
-        lines.append(f"| cache off: {name} | (none) | " + " | ".join(cells) + " |")
     return "\n".join(lines), met_all
 
 
@@ -166,7 +148,7 @@ def main():
     own = [
         f"{r['arch']}/{r['clock']}: {n}"
         for r in runs
-        for n in ("ape", "ent.com", "ape-worst-window", "ape-uncached", "ape-worst-window-uncached")
+        for n in ("ape", "ent.com", "ape-worst-window")
         if "module_ns" not in r["by_name"].get(n, {})
     ]
     tables = [scenario_table(r) for r in runs]

@@ -23,6 +23,10 @@ if [ "$mode" = bench ]; then
 	export PROFILE_KO
 fi
 build_guest_programs
+# A kernel with 9p gets the fixtures shared from the host (the guest mounts them cache=none).
+if grep -qx 'CONFIG_9P_FS=y' "$kdir/.config"; then
+	export QEMU_EXTRA="${QEMU_EXTRA:-} -virtfs local,path=$BUILD/fixtures/fix,mount_tag=apefix,security_model=none,readonly=on"
+fi
 # The debug kernel turns any WARN into a panic, which run.sh reports with the console.
 if [ "$VARIANT" = debug ]; then
 	export KERNEL_APPEND="${KERNEL_APPEND:-} panic_on_warn=1"

@@ -8,33 +8,21 @@
 
 use crate::{bindings, sysctl::Entry};
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use kernel::c_str;
+use kernel::{c_str, prelude::*};
 
 pub(crate) static BYTES_READ: AtomicUsize = AtomicUsize::new(0);
 static NS: AtomicUsize = AtomicUsize::new(0);
 static CALLS: AtomicUsize = AtomicUsize::new(0);
 
-/// The production entries followed by `bench_ns`, `bench_calls` and `bench_bytes_read`.
-pub(crate) const fn entries(base: [Entry; 13]) -> [Entry; 16] {
-    let [a, b, c, d, e, f, g, h, i, j, k, l, m] = base;
-    [
-        a,
-        b,
-        c,
-        d,
-        e,
-        f,
-        g,
-        h,
-        i,
-        j,
-        k,
-        l,
-        m,
-        Entry::Counter(c_str!("bench_ns"), &NS),
-        Entry::Counter(c_str!("bench_calls"), &CALLS),
+/// Adds `bench_ns`, `bench_calls` and `bench_bytes_read` to the module's entries.
+pub(crate) fn entries(v: &mut KVec<Entry>) -> Result {
+    v.push(Entry::Counter(c_str!("bench_ns"), &NS), GFP_KERNEL)?;
+    v.push(Entry::Counter(c_str!("bench_calls"), &CALLS), GFP_KERNEL)?;
+    v.push(
         Entry::Counter(c_str!("bench_bytes_read"), &BYTES_READ),
-    ]
+        GFP_KERNEL,
+    )?;
+    Ok(())
 }
 
 fn now() -> usize {

@@ -5,28 +5,37 @@
 //!
 //! binfmt_ape sits at the head of the kernel's list of binary formats (see
 //! [`include/linux/binfmts.h`](srctree/include/linux/binfmts.h)). For a file that starts with
-//! an APE magic it decodes the `printf` statement for this CPU ([`ape`]) from the first 8 KiB,
-//! looked at in the page cache, and has binfmt_elf load the ELF image that header describes
-//! (`hand_over`). Anything else gets `-ENOEXEC` with `bprm->buf` untouched, so later handlers
-//! (binfmt_misc, which we keep behind us) and the shell fallback still see the original file.
+//! an APE magic it reads the file's first bytes through the file system (`kernel_read()`, into
+//! a private buffer), decodes the `printf` statement for this CPU ([`ape`]), and has
+//! binfmt_elf load the ELF image that header describes (`hand_over`). Anything else gets
+//! `-ENOEXEC` with `bprm->buf` untouched, so later handlers (binfmt_misc, which we keep behind
+//! us) and the shell fallback still see the original file.
 //!
 //! Out of tree, binfmt_elf offers no entry point: the header goes over `bprm->buf`, for
 //! binfmt_elf further down the list, and a handler at the tail of the list (`Restore`) puts
 //! the file's bytes back should binfmt_elf refuse it. A kernel tree that carries binfmt_ape
 //! (`CONFIG_BINFMT_APE`) has binfmt_elf take the header directly instead.
 //!
-//! `/proc/sys/fs/binfmt_ape/` holds `enabled` (0 or 1), `setid` (0 or 1) and the counters
-//! below.
+//! Memory per APE exec: one allocation of [`FIRST_READ`] + [`ape::MAX_PHDR_TABLE`] bytes
+//! (3 KiB, kmalloc) for the first bytes and a program header table past them; the rare file
+//! whose first bytes do not decide also gets a buffer of [`ape::WINDOW`] bytes (vmalloc, so no
+//! allocation is larger than a page). All are freed before `load_binary` returns; nothing is
+//! kept from one exec to the next. Other execs cost one 8-byte compare and no memory.
+//!
+//! `/proc/sys/fs/binfmt_ape/` holds `enabled` (0 or 1), the counters below and, out of tree,
+//! `setid` (0 or 1) and `declined_setid`.
 
-use core::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicUsize, Ordering::Relaxed};
-use kernel::{c_str, ffi, page::PAGE_SIZE, prelude::*};
+use core::{
+    mem::MaybeUninit,
+    sync::atomic::{AtomicI32, AtomicUsize, Ordering::Relaxed},
+};
+use kernel::{alloc::VVec, c_str, ffi, page::PAGE_SIZE, prelude::*};
 
 pub mod ape;
 #[cfg(ape_bench)]
 mod bench;
 #[path = "../rust/kernel/binfmt.rs"]
 pub mod binfmt;
-mod cache;
 #[path = "../rust/kernel/compat.rs"]
 mod compat;
 #[path = "../rust/kernel/sysctl.rs"]
@@ -82,48 +91,39 @@ fn alloc_flags() -> kernel::alloc::Flags {
 }
 
 static ENABLED: AtomicI32 = AtomicI32::new(1);
-static SETID: AtomicI32 = AtomicI32::new(0);
-static CACHE: AtomicI32 = AtomicI32::new(1);
 static HANDLED: AtomicUsize = AtomicUsize::new(0);
-static CACHE_HITS: AtomicUsize = AtomicUsize::new(0);
 static DECLINED_DEBUG: AtomicUsize = AtomicUsize::new(0);
 static DECLINED_NO_HEADER: AtomicUsize = AtomicUsize::new(0);
 static DECLINED_NO_MACHINE: AtomicUsize = AtomicUsize::new(0);
 static DECLINED_INVALID: AtomicUsize = AtomicUsize::new(0);
 static READ_ERRORS: AtomicUsize = AtomicUsize::new(0);
 static ALLOC_ERRORS: AtomicUsize = AtomicUsize::new(0);
-static DECLINED_SETID: AtomicUsize = AtomicUsize::new(0);
 static ELF_REFUSED: AtomicUsize = AtomicUsize::new(0);
 
-#[cfg(not(ape_bench))]
-const SYSCTL_LEN: usize = 13;
-#[cfg(ape_bench)]
-const SYSCTL_LEN: usize = 16;
-
-/// The entries of `/proc/sys/fs/binfmt_ape`. Made at run time, not a `const`: rustc 1.85, the
-/// oldest that 7.x kernels accept (Debian 13's), refuses a `const` whose value refers to these
-/// statics.
-// The `let` is the bench build's hook.
-#[allow(clippy::let_and_return)]
-fn sysctl_entries() -> [Entry; SYSCTL_LEN] {
-    let entries = [
-        Entry::Switch(c_str!("enabled"), &ENABLED),
-        Entry::Switch(c_str!("setid"), &SETID),
-        Entry::Switch(c_str!("cache"), &CACHE),
-        Entry::Counter(c_str!("handled"), &HANDLED),
-        Entry::Counter(c_str!("cache_hits"), &CACHE_HITS),
-        Entry::Counter(c_str!("elf_refused"), &ELF_REFUSED),
-        Entry::Counter(c_str!("declined_debug"), &DECLINED_DEBUG),
-        Entry::Counter(c_str!("declined_no_header"), &DECLINED_NO_HEADER),
-        Entry::Counter(c_str!("declined_no_machine"), &DECLINED_NO_MACHINE),
-        Entry::Counter(c_str!("declined_invalid"), &DECLINED_INVALID),
-        Entry::Counter(c_str!("declined_setid"), &DECLINED_SETID),
-        Entry::Counter(c_str!("read_errors"), &READ_ERRORS),
-        Entry::Counter(c_str!("alloc_errors"), &ALLOC_ERRORS),
-    ];
+/// The entries of `/proc/sys/fs/binfmt_ape`, one line each. Made at run time, not a `static`:
+/// rustc 1.85, the oldest that 7.x kernels accept (Debian 13's), refuses a `static` whose
+/// value refers to these statics.
+fn sysctl_entries() -> Result<KVec<Entry>> {
+    let mut v = KVec::new();
+    v.extend_from_slice(
+        &[
+            Entry::Switch(c_str!("enabled"), &ENABLED),
+            Entry::Counter(c_str!("handled"), &HANDLED),
+            Entry::Counter(c_str!("elf_refused"), &ELF_REFUSED),
+            Entry::Counter(c_str!("declined_debug"), &DECLINED_DEBUG),
+            Entry::Counter(c_str!("declined_no_header"), &DECLINED_NO_HEADER),
+            Entry::Counter(c_str!("declined_no_machine"), &DECLINED_NO_MACHINE),
+            Entry::Counter(c_str!("declined_invalid"), &DECLINED_INVALID),
+            Entry::Counter(c_str!("read_errors"), &READ_ERRORS),
+            Entry::Counter(c_str!("alloc_errors"), &ALLOC_ERRORS),
+        ],
+        GFP_KERNEL,
+    )?;
+    #[cfg(not(CONFIG_BINFMT_APE))]
+    setid::entries(&mut v)?;
     #[cfg(ape_bench)]
-    let entries = bench::entries(entries);
-    entries
+    bench::entries(&mut v)?;
+    Ok(v)
 }
 
 struct Ape;
@@ -151,14 +151,11 @@ impl binfmt::Binfmt for Ape {
             };
             counter.fetch_add(1, Relaxed);
         })?;
+        #[cfg(not(CONFIG_BINFMT_APE))]
+        if selected.is_ok() && setid::declines(bprm) {
+            return Err(ENOEXEC);
+        }
         let ehdr = match selected {
-            // Before binfmt_ape, a set-id APE ran unprivileged, through the shell: keep that
-            // unless root opted in (`setid`), rather than change who the program runs as.
-            Ok(_) if SETID.load(Relaxed) == 0 && bprm.gains_privilege() => {
-                DECLINED_SETID.fetch_add(1, Relaxed);
-                log_decline(bprm, "setid");
-                return Err(ENOEXEC);
-            }
             Ok(statement) => statement.ehdr,
             Err(e) => {
                 decline(bprm, e);
@@ -167,6 +164,40 @@ impl binfmt::Binfmt for Ape {
         };
         HANDLED.fetch_add(1, Relaxed);
         hand_over(bprm, &ehdr.0)
+    }
+}
+
+/// The set-id policy of the module built out of tree. Before binfmt_ape, a set-id APE ran
+/// unprivileged, through the shell: loading the module must not change who such a program runs
+/// as, unless root opts in (`setid`). In tree, binfmt_ape is part of exec, and exec's own rules
+/// (set-id bits, file capabilities, `nosuid`, `no_new_privs`, ptrace, LSMs) apply to an APE's
+/// ELF image as to any ELF, in binfmt_elf: there is no policy of its own to keep.
+#[cfg(not(CONFIG_BINFMT_APE))]
+mod setid {
+    use super::{log_decline, Binprm, Entry};
+    use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering::Relaxed};
+    use kernel::{c_str, prelude::*};
+
+    static SETID: AtomicI32 = AtomicI32::new(0);
+    static DECLINED_SETID: AtomicUsize = AtomicUsize::new(0);
+
+    pub(super) fn entries(v: &mut KVec<Entry>) -> Result {
+        v.push(Entry::Switch(c_str!("setid"), &SETID), GFP_KERNEL)?;
+        v.push(
+            Entry::Counter(c_str!("declined_setid"), &DECLINED_SETID),
+            GFP_KERNEL,
+        )?;
+        Ok(())
+    }
+
+    /// Whether to decline the APE by the policy: counted and logged when so.
+    pub(super) fn declines(bprm: &Binprm) -> bool {
+        if SETID.load(Relaxed) != 0 || !bprm.gains_privilege() {
+            return false;
+        }
+        DECLINED_SETID.fetch_add(1, Relaxed);
+        log_decline(bprm, "setid");
+        true
     }
 }
 
@@ -206,18 +237,12 @@ impl binfmt::Binfmt for Restore {
         if !bprm.buf().starts_with(b"\x7fELF") {
             return Err(ENOEXEC);
         }
-        let mut head = [0u8; ape::EHDR_SIZE];
-        let n = match bprm.cached(0) {
-            Some(page) => {
-                let n = page.len().min(head.len());
-                if let (Some(d), Some(s)) = (head.get_mut(..n), page.get(..n)) {
-                    d.copy_from_slice(s);
-                }
-                n
-            }
-            None => bprm.read_at(0, &mut head).unwrap_or(0),
+        let mut head = [MaybeUninit::uninit(); ape::EHDR_SIZE];
+        let head = match bprm.read_at(0, &mut head) {
+            Ok(head) => head.first_chunk::<{ ape::EHDR_SIZE }>().copied(),
+            Err(_) => None,
         };
-        if n == head.len() && ape::Magic::of(&head).is_some() {
+        if let Some(head) = head.filter(|h| ape::Magic::of(h).is_some()) {
             if let Some(dst) = bprm.buf_mut().first_chunk_mut::<{ ape::EHDR_SIZE }>() {
                 *dst = head;
             }
@@ -227,94 +252,46 @@ impl binfmt::Binfmt for Restore {
     }
 }
 
-/// Finds this CPU's header. The outer error is a failed read.
-///
-/// The window is looked at where it lies, in the page cache: real APEs spell their headers in
-/// the first page, which `execve` has just read, so that usually decides without a copy or an
-/// allocation. Otherwise the window is gathered into a buffer, from the page cache where it
-/// holds the bytes and by reading the file where it does not.
-///
-/// A choice made before for the same file is taken again if the bytes it read are still the
-/// same ([`cache`]); a new one is kept for next time.
-fn select(bprm: &Binprm) -> Result<core::result::Result<ape::Statement, ape::Error>> {
-    let want = usize::try_from(bprm.size()).map_or(ape::WINDOW, |n| n.min(ape::WINDOW));
-    let cache = CACHE.load(Relaxed) != 0;
-    if cache {
-        if let Some(statement) = cache::lookup(bprm, want) {
-            CACHE_HITS.fetch_add(1, Relaxed);
-            return Ok(Ok(statement));
-        }
-    }
-    decode(bprm, want, cache)
-}
+/// Bytes read first. Real APEs spell every header in them (cosmocc's prologue ends its last
+/// `printf` statement before byte 1500), so one read of this many bytes usually decides; a
+/// program header table past them is read on its own, into the same allocation ([`Tables`]).
+const FIRST_READ: usize = 2048;
 
-/// Finds this CPU's header in the first `want` bytes of the file, and if `keep`, keeps the
-/// choice in the [`cache`] where the page cache holds the file's first page: a later exec can
-/// compare only what it can look at there (not on overlayfs or DAX, whose files' own mappings
-/// hold no pages).
-fn decode(
-    bprm: &Binprm,
-    want: usize,
-    keep: bool,
-) -> Result<core::result::Result<ape::Statement, ape::Error>> {
+/// Finds this CPU's header. The outer error is a failed read or allocation.
+///
+/// The file is read through the file system, as binfmt_elf reads it, into private buffers:
+/// what the decoder looks at cannot change under it. Should the file change between this read
+/// and binfmt_elf's, binfmt_elf checks the header and program headers it maps anyway; the
+/// checks here only turn what it would refuse late into a clean `ENOEXEC`.
+fn select(bprm: &Binprm) -> Result<core::result::Result<ape::Statement, ape::Error>> {
     let page_size = u64::try_from(PAGE_SIZE).map_err(|_| EINVAL)?;
-    let head = bprm.cached(0);
-    let keep = keep && head.is_some();
-    let seen = |window: &[u8], verdict| {
-        if let (true, Ok(statement)) = (keep, &verdict) {
-            cache::remember(bprm, want, window, statement);
-        }
-        verdict
-    };
-    let mut at = ape::Resume::START;
-    let mut window = KVVec::new();
-    if let Some(head) = head {
-        let prefix = head.get(..want).unwrap_or(&head);
-        // `src` maps program headers after `head`, and is dropped before it.
-        let mut src = FileSource::new(bprm);
-        if prefix.len() == want {
-            let verdict = ape::select(prefix, MACHINE, page_size, &mut src)?;
-            drop(src);
-            return Ok(seen(prefix, verdict));
-        }
-        match ape::select_prefix(prefix, MACHINE, page_size, &mut src)? {
-            ape::Prefix::Decided(verdict) => {
-                drop(src);
-                return Ok(seen(prefix, verdict));
-            }
-            // The scan goes on over the whole window from where the first page left it.
-            ape::Prefix::Undecided(resume) => at = resume,
-        }
-        drop(src);
-        window = KVVec::with_capacity(want, alloc_flags())?;
-        // One `memcpy` into reserved room: no zero-fill.
-        window.extend_from_slice(prefix, GFP_KERNEL)?;
-    }
-    while window.len() < want {
-        let pos = u64::try_from(window.len()).map_err(|_| EINVAL)?;
-        let Some(page) = bprm.cached(pos) else {
-            break;
-        };
-        if window.capacity() < want {
-            window = KVVec::with_capacity(want, alloc_flags())?;
-        }
-        let rest = want.saturating_sub(window.len());
-        window.extend_from_slice(page.get(..rest).unwrap_or(&page), GFP_KERNEL)?;
-    }
-    let have = window.len();
+    // One allocation (3 KiB) for the first bytes and a program header table.
+    let mut buf = KVec::<u8>::with_capacity(FIRST_READ + ape::MAX_PHDR_TABLE, alloc_flags())?;
+    let (head, table) = buf.spare_capacity_mut().split_at_mut(FIRST_READ);
+    let mut tables = Tables { bprm, buf: table };
+    let prefix = bprm.read_at(0, head)?;
     #[cfg(ape_bench)]
-    bench::BYTES_READ.fetch_add(have, Relaxed);
-    if have < want {
-        window.extend_with(want.saturating_sub(have), 0, alloc_flags())?;
-        let pos = u64::try_from(have).map_err(|_| EINVAL)?;
-        let n = read_full(bprm, pos, window.get_mut(have..).ok_or(EINVAL)?)?;
-        let end = have.checked_add(n).ok_or(EIO)?;
-        let window = window.get(..end).ok_or(EIO)?;
-        let verdict = ape::resume(window, at, MACHINE, page_size, &mut FileSource::new(bprm))?;
-        return Ok(seen(window, verdict));
+    bench::BYTES_READ.fetch_add(prefix.len(), Relaxed);
+    if prefix.len() < FIRST_READ {
+        // The whole file.
+        return ape::select(prefix, MACHINE, page_size, &mut tables);
     }
-    let verdict = ape::resume(&window, at, MACHINE, page_size, &mut FileSource::new(bprm))?;
-    Ok(seen(&window, verdict))
+    if let ape::Prefix::Decided(verdict) =
+        ape::select_prefix(prefix, MACHINE, page_size, &mut tables)?
+    {
+        return Ok(verdict);
+    }
+    // The rest of the window decides: read all of it, and decode it from the start, so that
+    // the verdict rests on one read.
+    let mut window = VVec::<u8>::with_capacity(ape::WINDOW, alloc_flags())?;
+    let buf = window
+        .spare_capacity_mut()
+        .get_mut(..ape::WINDOW)
+        .ok_or(ENOMEM)?;
+    let window = bprm.read_at(0, buf)?;
+    #[cfg(ape_bench)]
+    bench::BYTES_READ.fetch_add(window.len(), Relaxed);
+    ape::select(window, MACHINE, page_size, &mut tables)
 }
 
 /// Counts a refusal and says why, rate-limited. Only files with an APE magic get here.
@@ -335,109 +312,32 @@ fn decline(bprm: &Binprm, e: ape::Error) {
     log_decline(bprm, e.name());
 }
 
-/// Says why an APE is not run natively, rate-limited by the module's own budget.
+/// Says why an APE is not run natively: the kernel's default rate limit (10 messages in 5 s),
+/// binfmt_ape's own, so that a loop of bad APEs mutes only binfmt_ape. The file is named by
+/// its dentry, escaped, never by the path the caller passed.
 fn log_decline(bprm: &Binprm, why: &str) {
-    if !log_budget() {
-        return;
-    }
     let len = ffi::c_int::try_from(why.len()).unwrap_or(ffi::c_int::MAX);
-    // Straight to `_printk`, not `pr_info!`: that prints through `%pA`, which kernels built
-    // without Rust (bundled mode) do not have. `interp` is the APE itself also when a `#!`
-    // script or binfmt_misc named it.
-    // SAFETY: The format is NUL-terminated and its conversions match the arguments: `interp`
-    // is a NUL-terminated string that lives as long as `bprm`, and `%.*s` reads at most `len`
-    // bytes of `why`, which has that many.
-    unsafe {
-        bindings::_printk(
-            c_str!("\x016binfmt_ape: %s: not run natively: %.*s\n").as_char_ptr(),
-            bprm.interp().as_char_ptr(),
-            len,
-            why.as_ptr(),
-        )
-    };
+    // SAFETY: `bprm` is a valid binprm with an open file for the call; the message reads at
+    // most `len` bytes of `why`, which has that many.
+    unsafe { bindings::binfmt_ape_log_decline(bprm.as_ptr(), why.as_ptr().cast(), len) };
 }
 
-/// Whether a message fits the log budget: as the kernel's default ratelimit, 10 in 5 s, but
-/// binfmt_ape's own, so that a loop of bad APEs mutes only binfmt_ape. Racing callers may let
-/// a message more or less through.
-fn log_budget() -> bool {
-    const INTERVAL_NS: i64 = 5_000_000_000;
-    const BURST: u32 = 10;
-    static START: AtomicI64 = AtomicI64::new(i64::MIN);
-    static COUNT: AtomicU32 = AtomicU32::new(0);
-    // SAFETY: `ktime_get` may be called from any context that can exec.
-    let now = unsafe { bindings::ktime_get() };
-    let start = START.load(Relaxed);
-    let expired = !matches!(now.checked_sub(start), Some(d) if d < INTERVAL_NS);
-    if expired && START.compare_exchange(start, now, Relaxed, Relaxed).is_ok() {
-        COUNT.store(0, Relaxed);
-    }
-    COUNT
-        .fetch_update(Relaxed, Relaxed, |c| (c < BURST).then_some(c + 1))
-        .is_ok()
-}
-
-/// Fills `buf` from offset `pos` until it is full or the file ends; returns the bytes read.
-fn read_full(bprm: &Binprm, pos: u64, buf: &mut [u8]) -> Result<usize> {
-    let mut done = 0usize;
-    while let Some(rest) = buf.get_mut(done..).filter(|r| !r.is_empty()) {
-        let at = u64::try_from(done)
-            .ok()
-            .and_then(|d| pos.checked_add(d))
-            .ok_or(EINVAL)?;
-        match bprm.read_at(at, rest)? {
-            0 => break,
-            n => done = done.checked_add(n).ok_or(EIO)?,
-        }
-    }
-    #[cfg(ape_bench)]
-    bench::BYTES_READ.fetch_add(done, Relaxed);
-    Ok(done)
-}
-
-/// Program header tables that lie past the window: mapped in the page cache when it has them
-/// (it does after the file's first run, since binfmt_elf reads them too), else read into a
-/// buffer allocated on first use.
-struct FileSource<'a> {
+/// Program header tables that lie past the bytes read first: each read on its own, through
+/// the file system, into `buf` ([`ape::MAX_PHDR_TABLE`] bytes).
+struct Tables<'a> {
     bprm: &'a Binprm,
-    page: Option<binfmt::Cached<'a>>,
-    buf: Option<KVec<u8>>,
+    buf: &'a mut [MaybeUninit<u8>],
 }
 
-impl<'a> FileSource<'a> {
-    fn new(bprm: &'a Binprm) -> Self {
-        Self {
-            bprm,
-            page: None,
-            buf: None,
-        }
-    }
-}
-
-impl ape::Source for FileSource<'_> {
+impl ape::Source for Tables<'_> {
     type Error = Error;
 
     fn read_exact_at(&mut self, pos: u64, len: usize) -> Result<Option<&[u8]>> {
-        // No file extends past `loff_t`'s range: such a table is beyond the end of the file,
-        // not a read error (kernel_read would fail with EINVAL).
-        let end = u64::try_from(len).ok().and_then(|l| pos.checked_add(l));
-        if end.and_then(|e| i64::try_from(e).ok()).is_none() {
-            return Ok(None);
-        }
-        // Unmap the last table before mapping the next (`kmap_local` nesting).
-        self.page = None;
-        self.page = self.bprm.cached(pos).filter(|p| p.len() >= len);
-        if self.page.is_some() {
-            return Ok(self.page.as_deref().and_then(|p| p.get(..len)));
-        }
-        if self.buf.is_none() {
-            self.buf = Some(KVec::from_elem(0u8, ape::MAX_PHDR_TABLE, alloc_flags())?);
-        }
-        let Some(dst) = self.buf.as_mut().and_then(|b| b.get_mut(..len)) else {
-            return Ok(None);
-        };
-        let n = read_full(self.bprm, pos, dst)?;
-        Ok((n == len).then_some(&*dst))
+        let dst = self.buf.get_mut(..len).ok_or(EINVAL)?;
+        let table = self.bprm.read_at(pos, dst)?;
+        #[cfg(ape_bench)]
+        bench::BYTES_READ.fetch_add(table.len(), Relaxed);
+        Ok((table.len() == len).then_some(&*table))
     }
 }
 
@@ -450,24 +350,14 @@ static SOFTDEP: [u8; 25] = *b"softdep=pre: binfmt_misc\0";
 
 struct BinfmtApe {
     _reg: Pin<KBox<Registrations>>,
-    // After `_reg`, so dropped after the format is unregistered.
-    _cache: CacheOwner,
 }
 
-/// Empties the [`cache`] when the module goes.
-struct CacheOwner;
-
-impl Drop for CacheOwner {
-    fn drop(&mut self) {
-        cache::clear();
-    }
-}
-
+/// What the module registers. Fields drop in this order when the module unloads: the
+/// controls, then [`Ape`], then the handler behind it.
 #[cfg(not(CONFIG_BINFMT_APE))]
 #[pin_data]
 struct Registrations {
-    #[pin]
-    sysctl: sysctl::Registration<SYSCTL_LEN>,
+    sysctl: sysctl::Registration,
     #[pin]
     binfmt: binfmt::Registration<Ape>,
     #[pin]
@@ -478,8 +368,7 @@ struct Registrations {
 #[cfg(CONFIG_BINFMT_APE)]
 #[pin_data]
 struct Registrations {
-    #[pin]
-    sysctl: sysctl::Registration<SYSCTL_LEN>,
+    sysctl: sysctl::Registration,
     #[pin]
     binfmt: binfmt::Registration<Ape>,
 }
@@ -494,29 +383,31 @@ impl kernel::Module for BinfmtApe {
         unsafe {
             bindings::__request_module(true, c_str!("binfmt_misc").as_char_ptr());
         }
+        // Everything that can fail comes first (the sysctl table, then the allocation), the
+        // formats last: once a format is registered, failing `init` would free the module
+        // under an exec that found it (`Registration::new`'s contract). `Restore` goes in
+        // before `Ape`, so that whatever `Ape` writes over `bprm->buf` has a handler behind it.
+        let sysctl = sysctl::Registration::new(c_str!("fs/binfmt_ape"), &sysctl_entries()?)?;
         // SAFETY: `module` is this module, which owns `Ape`; the registration lives in
-        // `BinfmtApe`, dropped only when the module unloads.
+        // `BinfmtApe`, dropped only when the module unloads, and nothing fallible follows it.
         let binfmt = unsafe { binfmt::Registration::new(module, true) };
-        let sysctl = sysctl::Registration::new(c_str!("fs/binfmt_ape"), sysctl_entries());
         #[cfg(not(CONFIG_BINFMT_APE))]
         let reg = {
             // SAFETY: As above, for `Restore`, at the tail of the list.
             let restore = unsafe { binfmt::Registration::new(module, false) };
             try_pin_init!(Registrations {
-                sysctl <- sysctl,
-                binfmt <- binfmt,
+                sysctl,
                 restore <- restore,
+                binfmt <- binfmt,
             })
         };
         #[cfg(CONFIG_BINFMT_APE)]
         let reg = try_pin_init!(Registrations {
-            sysctl <- sysctl,
+            sysctl,
             binfmt <- binfmt,
         });
-        let reg = KBox::pin_init(reg, GFP_KERNEL)?;
         Ok(BinfmtApe {
-            _reg: reg,
-            _cache: CacheOwner,
+            _reg: KBox::pin_init(reg, GFP_KERNEL)?,
         })
     }
 }

@@ -5,14 +5,13 @@
 //! C header: [`include/linux/binfmts.h`](srctree/include/linux/binfmts.h)
 
 use crate::bindings;
-use core::{marker::PhantomData, ptr};
+use core::{marker::PhantomData, mem::MaybeUninit, ptr};
 #[cfg(CONFIG_BINFMT_APE)]
 use kernel::error::to_result;
 use kernel::{
     error::Result,
     ffi::{c_int, c_void},
     prelude::*,
-    str::CStr,
     types::Opaque,
 };
 
@@ -47,6 +46,11 @@ impl Binprm {
         unsafe { &mut *ptr.cast::<Self>() }
     }
 
+    /// The raw `struct linux_binprm`, valid for the duration of `load_binary`.
+    pub fn as_ptr(&self) -> *mut bindings::linux_binprm {
+        self.0.get()
+    }
+
     /// The first [`BUF_SIZE`] bytes of the file (fewer are valid if the file is shorter; the
     /// rest are zero).
     pub fn buf(&self) -> &[u8; BUF_SIZE] {
@@ -61,68 +65,16 @@ impl Binprm {
         unsafe { &mut (*self.0.get()).buf }
     }
 
-    /// The name the file was executed as.
-    pub fn filename(&self) -> &CStr {
-        // SAFETY: By the type invariant `filename` is a valid NUL-terminated string that lives
-        // as long as the binprm.
-        unsafe { CStr::from_char_ptr((*self.0.get()).filename) }
-    }
-
-    /// The path of the file being loaded: the name it was executed as, or for an interpreter
-    /// (of a `#!` script, or of a binfmt_misc rule) the interpreter's path.
-    pub fn interp(&self) -> &CStr {
-        // SAFETY: By the type invariant `interp` is a valid NUL-terminated string that lives
-        // as long as the binprm (`filename` until an interpreter replaces it).
-        unsafe { CStr::from_char_ptr((*self.0.get()).interp) }
-    }
-
-    /// Whether running the file as an ELF would give the new program other credentials: it
-    /// is set-user-ID, set-group-ID (with group execute) or has file capabilities, and
-    /// neither a `nosuid` mount nor `PR_SET_NO_NEW_PRIVS` rules that out. Errs towards `true`.
+    /// Whether running the file as an ELF would give the new program other credentials, by
+    /// the rules of exec: the file the credentials come from (`bprm->executable` for a
+    /// binfmt_misc rule with the `C` flag, else the file being loaded) is set-user-ID,
+    /// set-group-ID with group execute, or has file capabilities, and neither a `nosuid` mount
+    /// nor `no_new_privs` rules that out. Errs towards `true` where a module cannot ask the
+    /// kernel (a foreign mount, a tracer's capabilities).
+    #[cfg(not(CONFIG_BINFMT_APE))]
     pub fn gains_privilege(&self) -> bool {
         // SAFETY: By the type invariant the binprm and its `file` are valid.
         unsafe { bindings::binprm_gains_privilege(self.0.get()) }
-    }
-
-    /// The size of the file.
-    pub fn size(&self) -> u64 {
-        // SAFETY: By the type invariant `file` is a valid open file.
-        let size = unsafe { bindings::binprm_file_size((*self.0.get()).file) };
-        u64::try_from(size).unwrap_or(0)
-    }
-
-    /// Which file is being loaded, for caches of what was found in it: the same number for
-    /// every open of the file while its inode is in memory (and perhaps another file's after
-    /// that), so a cache must check that what it kept still holds for the file's bytes.
-    pub fn file_id(&self) -> usize {
-        // SAFETY: By the type invariant `file` is a valid open file.
-        unsafe { bindings::binprm_file_id((*self.0.get()).file) }
-    }
-
-    /// The file's bytes from `pos` to the end of the page-cache folio that holds them (or to
-    /// the end of the file), mapped without a copy, if the page cache has them up to date.
-    /// `None` means the caller should read the file with [`Binprm::read_at`] instead.
-    ///
-    /// While one is alive, later ones must be dropped first (`kmap_local` nesting).
-    pub fn cached(&self, pos: u64) -> Option<Cached<'_>> {
-        let in_file = self.size().checked_sub(pos).filter(|&n| n > 0)?;
-        let pos = i64::try_from(pos).ok()?;
-        let (mut len, mut folio) = (0usize, ptr::null_mut());
-        // SAFETY: By the type invariant `file` is a valid open file; `len` and `folio` are
-        // valid for writes.
-        let addr =
-            unsafe { bindings::binprm_map_cached((*self.0.get()).file, pos, &mut len, &mut folio) };
-        if addr.is_null() {
-            return None;
-        }
-        // INVARIANT: `binprm_map_cached` mapped `len` bytes at `addr` with a reference on
-        // `folio`; of those, the first `min(len, in_file)` lie within the file.
-        Some(Cached {
-            addr: addr.cast(),
-            len: usize::try_from(in_file).map_or(len, |n| n.min(len)),
-            folio,
-            _bprm: PhantomData,
-        })
     }
 
     /// Loads the file as the ELF image that `ehdr` describes: binfmt_elf's `load_binary` with
@@ -139,57 +91,47 @@ impl Binprm {
         to_result(unsafe { bindings::binfmt_elf_load_header(self.0.get(), &ehdr) })
     }
 
-    /// Reads from the file at offset `pos` into `buf`; returns the number of bytes read, which
-    /// is less than `buf.len()` only at end of file or on a short read.
-    pub fn read_at(&self, pos: u64, buf: &mut [u8]) -> Result<usize> {
-        let mut pos = i64::try_from(pos).map_err(|_| EINVAL)?;
-        // SAFETY: By the type invariant `file` is open for reading; `buf` is valid for writes
-        // of `buf.len()` bytes and `pos` is a valid `loff_t`.
-        let ret = unsafe {
-            bindings::kernel_read(
-                (*self.0.get()).file,
-                buf.as_mut_ptr().cast::<c_void>(),
-                buf.len(),
-                &mut pos,
-            )
-        };
-        if ret < 0 {
-            return Err(c_int::try_from(ret).map_or(EIO, Error::from_errno));
+    /// Reads the file from offset `pos` into `buf` through the file system (`kernel_read()`),
+    /// until `buf` is full or the file ends. Returns the bytes read, which are the first of
+    /// `buf` and are now initialised: fewer than `buf.len()` only at the end of the file.
+    ///
+    /// The bytes are a private copy: later changes to the file do not reach them.
+    pub fn read_at<'b>(&self, pos: u64, buf: &'b mut [MaybeUninit<u8>]) -> Result<&'b mut [u8]> {
+        let mut done = 0usize;
+        while let Some(rest) = buf.get_mut(done..).filter(|r| !r.is_empty()) {
+            let at = u64::try_from(done)
+                .ok()
+                .and_then(|d| pos.checked_add(d))
+                .and_then(|p| i64::try_from(p).ok());
+            let Some(mut at) = at else {
+                // Past `loff_t`'s range, where no file has bytes.
+                break;
+            };
+            // SAFETY: By the type invariant `file` is open for reading; `rest` is valid for
+            // writes of `rest.len()` bytes, which need not be initialised, and `at` is a valid
+            // `loff_t`.
+            let ret = unsafe {
+                bindings::kernel_read(
+                    (*self.0.get()).file,
+                    rest.as_mut_ptr().cast::<c_void>(),
+                    rest.len(),
+                    &mut at,
+                )
+            };
+            if ret < 0 {
+                return Err(c_int::try_from(ret).map_or(EIO, Error::from_errno));
+            }
+            match usize::try_from(ret) {
+                Ok(0) => break,
+                // `kernel_read` never returns more than it was asked for.
+                Ok(n) if n <= rest.len() => done += n,
+                _ => return Err(EIO),
+            }
         }
-        usize::try_from(ret).map_err(|_| EIO)
-    }
-}
-
-/// Bytes of an executable's page cache, mapped for reading until dropped.
-///
-/// # Invariants
-///
-/// `addr` is the address `binprm_map_cached` returned with a reference on `folio`, and
-/// `len` bytes from it are mapped and lie within the file, until `drop` undoes the mapping.
-pub struct Cached<'a> {
-    addr: *const u8,
-    len: usize,
-    folio: *mut bindings::folio,
-    _bprm: PhantomData<&'a Binprm>,
-}
-
-impl core::ops::Deref for Cached<'_> {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        // SAFETY: By the type invariant `len` bytes at `addr` are mapped until `drop`, within
-        // the file. `do_open_execat()` denied write access to the file before any
-        // `load_binary` (`exe_file_deny_write_access()`), so no `write()` or shared writable
-        // mapping changes these up-to-date page-cache bytes meanwhile.
-        unsafe { core::slice::from_raw_parts(self.addr, self.len) }
-    }
-}
-
-impl Drop for Cached<'_> {
-    fn drop(&mut self) {
-        // SAFETY: By the type invariant `addr` and `folio` came from `binprm_map_cached`
-        // and are unmapped and released once, here.
-        unsafe { bindings::binprm_unmap_cached(self.addr.cast(), self.folio) };
+        let buf = buf.get_mut(..done).ok_or(EIO)?;
+        // SAFETY: `kernel_read` wrote each of the first `done` bytes of `buf`, so they are
+        // initialised, and `MaybeUninit<u8>` has the layout of `u8`.
+        Ok(unsafe { &mut *(ptr::from_mut(buf) as *mut [u8]) })
     }
 }
 
@@ -233,6 +175,10 @@ impl<T: Binfmt> Registration<T> {
     /// only once that module is unloading (from its exit path): `unregister_binfmt()` does not
     /// wait for `load_binary` calls in progress, and only the reference they hold on `module`
     /// keeps its code and this registration alive until they return.
+    ///
+    /// Nothing that can fail may follow the registration in the module's init: when init fails,
+    /// the module is freed without waiting for the references that execs took meanwhile, so a
+    /// `load_binary` in progress would run freed code.
     pub unsafe fn new(module: &'static ThisModule, first: bool) -> impl PinInit<Self> {
         pin_init!(Self {
             fmt <- Opaque::ffi_init(move |slot: *mut bindings::linux_binfmt| {

@@ -11,14 +11,11 @@
 //! | Linux 6.15 and later | before 6.15 | here |
 //! | --- | --- | --- |
 //! | `module! { authors: [..] }` | `module! { author: ".." }` | [`module!`] |
-//! | `Opaque::try_ffi_init` | `pin_init_from_closure` + `Opaque::raw_get` | [`try_ffi_init`] |
 //!
 //! Everything else the module uses has the same name and meaning in every supported series:
 //! `kernel::str::CStr` with `c_str!`, `as_char_ptr` and `from_char_ptr` (inherent methods
 //! before 7.0, the prelude's `CStrExt` after), `PinInit` and the pin-init macros from the
-//! prelude, `Opaque::ffi_init`, `kernel::ffi`, `KVec`, `page::PAGE_SIZE`.
-
-use kernel::{prelude::PinInit, types::Opaque};
+//! prelude, `Opaque::ffi_init`, `kernel::ffi`, `KVec`, `VVec`, `page::PAGE_SIZE`.
 
 /// Declares the module, with the newest `module!` syntax.
 #[cfg(not(ape_pre_6_15))]
@@ -49,26 +46,3 @@ macro_rules! module {
     };
 }
 pub(crate) use module;
-
-/// Creates a fallible pin-initialiser for an [`Opaque<T>`] from a closure that initialises the
-/// `T` in place: [`Opaque::try_ffi_init`].
-#[cfg(not(ape_pre_6_15))]
-pub(crate) fn try_ffi_init<T, E>(
-    init: impl FnOnce(*mut T) -> Result<(), E>,
-) -> impl PinInit<Opaque<T>, E> {
-    Opaque::try_ffi_init(init)
-}
-
-/// Creates a fallible pin-initialiser for an [`Opaque<T>`] from a closure that initialises the
-/// `T` in place: `Opaque::try_ffi_init`, which kernels before 6.15 do not have.
-#[cfg(ape_pre_6_15)]
-pub(crate) fn try_ffi_init<T, E>(
-    init: impl FnOnce(*mut T) -> Result<(), E>,
-) -> impl PinInit<Opaque<T>, E> {
-    // SAFETY: An `Opaque<T>` may hold a `T` that is not (fully) initialised, so whatever the
-    // closure leaves behind, on success or on error, is a valid `Opaque<T>`. The closure gets
-    // a pointer into the slot and never moves it, which upholds the pinning invariants.
-    unsafe {
-        kernel::init::pin_init_from_closure(move |slot: *mut Opaque<T>| init(Opaque::raw_get(slot)))
-    }
-}

@@ -5,16 +5,15 @@
 //!
 //! C header: [`include/linux/sysctl.h`](srctree/include/linux/sysctl.h)
 
-use crate::{bindings, compat};
+use crate::bindings;
 use core::{
-    ptr,
+    ptr::{self, NonNull},
     sync::atomic::{AtomicI32, AtomicUsize},
 };
 use kernel::{
     ffi::{c_int, c_void},
     prelude::*,
     str::CStr,
-    types::Opaque,
 };
 
 /// Bounds of a [`Entry::Switch`].
@@ -57,66 +56,54 @@ impl Entry {
     }
 }
 
-/// A sysctl directory of `N` entries.
+/// A sysctl directory, registered while this object lives.
 ///
 /// The C handlers read and write the entries' values with plain `int`/`unsigned long`
 /// accesses (`READ_ONCE`/`WRITE_ONCE` in the handlers), which Rust's atomics of the same size
 /// and layout tolerate.
-#[pin_data(PinnedDrop)]
-pub struct Registration<const N: usize> {
-    #[pin]
-    inner: Opaque<Registered<N>>,
-}
-
-/// What the kernel holds pointers into while the directory is registered.
 ///
 /// # Invariants
 ///
-/// `header` is the non-null result of registering `table`, which stays pinned and unmodified
-/// until [`Registration`]'s `drop` unregisters it.
-struct Registered<const N: usize> {
-    table: [bindings::ctl_table; N],
-    header: *mut bindings::ctl_table_header,
+/// `header` is the result of registering `table`, whose entries stay in place and unmodified
+/// until `drop` unregisters it.
+pub struct Registration {
+    /// What the kernel reads the directory from; only `header` is used here.
+    _table: KVec<bindings::ctl_table>,
+    header: NonNull<bindings::ctl_table_header>,
 }
 
 // SAFETY: The registration owns its table; registering and unregistering may happen on any
 // thread, and the values it points to are atomics.
-unsafe impl<const N: usize> Send for Registration<N> {}
+unsafe impl Send for Registration {}
 // SAFETY: `&Registration` gives access to nothing.
-unsafe impl<const N: usize> Sync for Registration<N> {}
+unsafe impl Sync for Registration {}
 
-impl<const N: usize> Registration<N> {
+impl Registration {
     /// Registers `entries` as the directory `path` (e.g. `c_str!("fs/binfmt_ape")`).
-    pub fn new(path: &'static CStr, entries: [Entry; N]) -> impl PinInit<Self, Error> {
-        try_pin_init!(Self {
-            inner <- compat::try_ffi_init(move |slot: *mut Registered<N>| {
-                // SAFETY: `slot` is valid for writes and pinned.
-                let table = unsafe { ptr::addr_of_mut!((*slot).table) };
-                // SAFETY: As above; the table is written in full before it is registered.
-                unsafe { table.write(entries.map(Entry::to_ctl_table)) };
-                // SAFETY: `path` is a NUL-terminated static string and `table` points to `N`
-                // initialised entries that stay pinned until `drop`.
-                let header = unsafe {
-                    bindings::register_sysctl_sz(path.as_char_ptr(), table.cast(), N)
-                };
-                if header.is_null() {
-                    return Err(ENOMEM);
-                }
-                // INVARIANT: `header` is non-null and `table` is registered.
-                // SAFETY: `slot` is valid for writes.
-                unsafe { ptr::addr_of_mut!((*slot).header).write(header) };
-                Ok(())
-            }),
+    pub fn new(path: &'static CStr, entries: &[Entry]) -> Result<Self> {
+        let mut table = KVec::with_capacity(entries.len(), GFP_KERNEL)?;
+        for e in entries {
+            table.push(e.to_ctl_table(), GFP_KERNEL)?;
+        }
+        // SAFETY: `path` is a NUL-terminated static string and `table` holds `table.len()`
+        // initialised entries, which stay in place (the vector is not touched again) until
+        // `drop` unregisters them.
+        let header = unsafe {
+            bindings::register_sysctl_sz(path.as_char_ptr(), table.as_mut_ptr(), table.len())
+        };
+        let header = NonNull::new(header).ok_or(ENOMEM)?;
+        // INVARIANT: `header` registers `table`.
+        Ok(Self {
+            _table: table,
+            header,
         })
     }
 }
 
-#[pinned_drop]
-impl<const N: usize> PinnedDrop for Registration<N> {
-    fn drop(self: Pin<&mut Self>) {
-        // SAFETY: `inner` was initialised by `new`, so by the invariant of `Registered`
-        // `header` came from `register_sysctl_sz`; this waits for users of the table to
-        // finish, so the table may be freed afterwards.
-        unsafe { bindings::unregister_sysctl_table((*self.inner.get()).header) };
+impl Drop for Registration {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant `header` came from `register_sysctl_sz`; this waits
+        // for users of the table to finish, so the table may be freed after it, with `self`.
+        unsafe { bindings::unregister_sysctl_table(self.header.as_ptr()) };
     }
 }

@@ -14,8 +14,9 @@
 //!
 //! Inside a phase the scenarios are interleaved, one exec of each in turn, after a warm-up.
 //! Last, a profile pass loads the bench build of the module (`APE_BENCH=1`), which reports its
-//! own time and the bytes it copied per APE exec through `/proc/sys/fs/binfmt_ape/bench_*`;
-//! its timer would otherwise weigh on the timed runs.
+//! own time and the bytes it reads per APE exec through `/proc/sys/fs/binfmt_ape/bench_*`;
+//! its timer would otherwise weigh on the timed runs. The module keeps nothing from one exec
+//! to the next, so every exec of a file costs it the same, the first one included.
 //! Guest layout as for `ape-runner` (qemu/mkinitramfs.sh), plus /ape/bench/worst-window.ape.
 
 use std::ffi::CString;
@@ -24,7 +25,7 @@ use std::process::Command;
 
 const MODULE: &str = "/lib/modules/binfmt_ape.ko";
 /// The same module built with `APE_BENCH=1`: it also counts its own time and the bytes it
-/// copies (sysctl `bench_*`). Timed runs use the production build; this one only profiles.
+/// reads (sysctl `bench_*`). Timed runs use the production build; this one only profiles.
 const PROFILE_MODULE: &str = "/lib/modules/binfmt_ape-bench.ko";
 const SYSCTL: &str = "/proc/sys/fs/binfmt_ape";
 const MISC: &str = "/proc/sys/fs/binfmt_misc";
@@ -40,8 +41,6 @@ const ROUNDS: usize = 4;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Phase {
     Module,
-    /// The module loaded with its cache off (`cache` = 0): every exec decodes.
-    Uncached,
     Misc,
     Shell,
     /// The bench build of the module loaded, for its counters.
@@ -59,9 +58,6 @@ struct Scenario {
     module_ns: u64,
     module_calls: u64,
     bytes_read: u64,
-    /// The module's own time for the first exec of the profile, a cache miss (the bench build
-    /// is loaded fresh), when the cache is on; the sums above leave it out.
-    first_ns: Option<u64>,
 }
 
 fn scenario(name: &'static str, phase: Phase, path: &str, args: &[&str]) -> Scenario {
@@ -77,7 +73,6 @@ fn scenario(name: &'static str, phase: Phase, path: &str, args: &[&str]) -> Scen
         module_ns: 0,
         module_calls: 0,
         bytes_read: 0,
-        first_ns: None,
     }
 }
 
@@ -184,7 +179,7 @@ fn module_counters() -> Option<(u64, u64, u64)> {
 fn enter(phase: Phase) -> Result<(), String> {
     static LOADED: std::sync::Mutex<Option<&str>> = std::sync::Mutex::new(None);
     let want = match phase {
-        Phase::Module | Phase::Uncached => Some(MODULE),
+        Phase::Module => Some(MODULE),
         Phase::Profile => Some(PROFILE_MODULE),
         Phase::Misc | Phase::Shell => None,
     };
@@ -199,17 +194,8 @@ fn enter(phase: Phase) -> Result<(), String> {
         }
         *loaded = want;
     }
-    if want.is_some() {
-        set_cache(phase != Phase::Uncached)?;
-    }
     let rule = if phase == Phase::Misc { "1" } else { "0" };
     fs::write(format!("{MISC}/APE"), rule).map_err(|e| format!("{MISC}/APE: {e}"))
-}
-
-/// Turns the module's cache of choices on or off.
-fn set_cache(on: bool) -> Result<(), String> {
-    let v = if on { "1" } else { "0" };
-    fs::write(format!("{SYSCTL}/cache"), v).map_err(|e| format!("{SYSCTL}/cache: {e}"))
 }
 
 fn run_phase(scenarios: &mut [Scenario], phase: Phase, iterations: usize) -> Result<(), String> {
@@ -232,24 +218,18 @@ fn run_phase(scenarios: &mut [Scenario], phase: Phase, iterations: usize) -> Res
     Ok(())
 }
 
-/// With the bench build loaded, the module's own time and bytes copied per exec of each APE
+/// With the bench build loaded, the module's own time and bytes read per exec of each APE
 /// that the module phase runs (the counters are read around each exec, and only then).
 fn profile(scenarios: &mut [Scenario], iterations: usize) -> Result<(), String> {
     enter(Phase::Profile)?;
     for s in scenarios
         .iter_mut()
-        .filter(|s| matches!(s.phase, Phase::Module | Phase::Uncached) && s.ape)
+        .filter(|s| s.phase == Phase::Module && s.ape)
     {
-        set_cache(s.phase == Phase::Module)?;
         for _ in 0..iterations {
             let before = module_counters().ok_or("the bench build has no bench_* counters")?;
             time_exec(&s.path, &s.argv).map_err(|e| format!("{}: {e}", s.name))?;
             let after = module_counters().ok_or("the bench build has no bench_* counters")?;
-            // The first exec with the cache on is a miss: reported apart, not in the mean.
-            if s.phase == Phase::Module && s.first_ns.is_none() {
-                s.first_ns = Some(after.0 - before.0);
-                continue;
-            }
             s.module_ns += after.0 - before.0;
             s.module_calls += after.1 - before.1;
             s.bytes_read += after.2 - before.2;
@@ -390,14 +370,6 @@ fn bench(iterations: usize) -> Result<String, String> {
             "/ape/bench/worst-window.ape",
             &[],
         ),
-        scenario("ape-uncached", Phase::Uncached, ape, &[]),
-        scenario("ent.com-uncached", Phase::Uncached, ENT_COM, &[]),
-        scenario(
-            "ape-worst-window-uncached",
-            Phase::Uncached,
-            "/ape/bench/worst-window.ape",
-            &[],
-        ),
         scenario("native-no-module", Phase::Misc, native, &[]),
         scenario("script-no-module", Phase::Misc, script, &[]),
         scenario("ape-misc-loader", Phase::Misc, ape, &[]),
@@ -408,7 +380,6 @@ fn bench(iterations: usize) -> Result<String, String> {
     let per_round = iterations.div_ceil(ROUNDS);
     for _ in 0..ROUNDS {
         run_phase(&mut sc, Phase::Module, per_round)?;
-        run_phase(&mut sc, Phase::Uncached, per_round)?;
         run_phase(&mut sc, Phase::Misc, per_round)?;
         run_phase(&mut sc, Phase::Shell, per_round.div_ceil(4))?;
     }
@@ -422,12 +393,7 @@ fn bench(iterations: usize) -> Result<String, String> {
         .map(|s| {
             let per_call = |v: u64| v.checked_div(s.module_calls);
             let extra = match (per_call(s.module_ns), per_call(s.bytes_read)) {
-                (Some(ns), Some(bytes)) => {
-                    let first = s
-                        .first_ns
-                        .map_or(String::new(), |f| format!(",\"first_ns\":{f}"));
-                    format!(",\"module_ns\":{ns},\"bytes_read\":{bytes}{first}")
-                }
+                (Some(ns), Some(bytes)) => format!(",\"module_ns\":{ns},\"bytes_read\":{bytes}"),
                 _ => String::new(),
             };
             stats_json(s.name, &s.samples, &extra)

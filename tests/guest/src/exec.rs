@@ -118,6 +118,8 @@ pub struct As {
     pub cwd: Option<&'static str>,
     /// Whether the child asks for fault injection (`/proc/self/make-it-fail`) first.
     pub make_it_fail: bool,
+    /// Whether the child asks to be traced (`PTRACE_TRACEME`, by the runner) before `execve`.
+    pub traced: bool,
 }
 
 /// How the child names the program to the kernel.
@@ -208,6 +210,9 @@ pub fn spawn_how(who: As, how: How, argv: &[&str], stdin: Stdin) -> Result<Child
                     libc::_exit(126);
                 }
             }
+            if who.traced && libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) != 0 {
+                libc::_exit(126);
+            }
             match how {
                 How::Path(_) => {
                     libc::execve(c_path.as_ptr(), p_argv.as_ptr(), p_env.as_ptr());
@@ -251,6 +256,16 @@ fn wait(pid: i32) -> Outcome {
     let mut status = 0;
     // SAFETY: `status` is valid for writes.
     unsafe { libc::waitpid(pid, &mut status, 0) };
+    // A traced child stops at its exec and at each signal: let it go on, with its signal.
+    while libc::WIFSTOPPED(status) {
+        let sig = libc::WSTOPSIG(status);
+        let pass = if sig == libc::SIGTRAP { 0 } else { sig };
+        // SAFETY: `pid` is our stopped tracee; `status` is valid for writes.
+        unsafe {
+            libc::ptrace(libc::PTRACE_CONT, pid, 0, pass);
+            libc::waitpid(pid, &mut status, 0);
+        }
+    }
     if libc::WIFEXITED(status) {
         Outcome::Exit(libc::WEXITSTATUS(status))
     } else {

@@ -3,7 +3,8 @@
 //! binfmt_ape's guest test runner: runs inside the QEMU guest (started by the initramfs's
 //! init), execs programs directly with `fork` + `execve`, and prints KTAP.
 //!
-//! `ape-runner check`   the whole suite (plan first, one line per test)
+//! `ape-runner check [PREFIX...]`   the whole suite, or the tests named so (plan first, one
+//!                      line per test)
 //! `ape-runner demo [APE [ARGS...]]`  show an APE running natively
 //! `ape-runner soak SECONDS`  the exec storm (`storm.rs`) for that long
 //!
@@ -18,7 +19,7 @@ mod tests;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let code = match args.first().map(String::as_str) {
-        Some("check") => tests::check(),
+        Some("check") => tests::check(&args[1..]),
         Some("demo") => tests::demo(&args[1..]),
         Some("soak") => tests::soak(args.get(1).and_then(|s| s.parse().ok()).unwrap_or(60)),
         _ => {
