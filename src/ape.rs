@@ -375,12 +375,6 @@ pub struct Statement {
     pub offset: usize,
     /// The first 64 decoded bytes.
     pub ehdr: Ehdr,
-    /// One past the last byte of the window that the choice of this statement read (the end
-    /// of its body): any window of the same length whose first `end` bytes are the same, and
-    /// whose header names the same program header table, gets the same choice. `None` when
-    /// the choice also rested on the program header table of an earlier statement, which
-    /// ruled that one out.
-    pub end: Option<usize>,
 }
 
 /// A statement body decoded so far.
@@ -807,7 +801,6 @@ impl Iterator for Statements<'_> {
                 return Some(Statement {
                     offset,
                     ehdr: d.out,
-                    end: Some(d.pos),
                 });
             }
         }
@@ -902,8 +895,6 @@ pub struct Resume {
     /// Body offset of another CPU's header statement met while the verdict was `NoPrintf`,
     /// which makes it `NoMachine` if it decodes to 64 bytes (found out only if it matters).
     other: Option<usize>,
-    /// Whether a statement for this machine was ruled out by its program header table.
-    tables: bool,
 }
 
 impl Resume {
@@ -912,12 +903,11 @@ impl Resume {
         from: 0,
         verdict: Error::NoPrintf,
         other: None,
-        tables: false,
     };
 }
 
-/// As [`select`], from the first bytes of the window only. Real APEs spell their headers in
-/// the first page, so the caller can usually decide without reading the rest.
+/// As [`select`], from the first bytes of the window only. Real APEs spell their headers early
+/// (cosmocc's before byte 1500), so the caller can usually decide without reading the rest.
 ///
 /// A header decoded inside the prefix has the same 64 bytes in any longer window (decoding
 /// keeps a backslash and three digits in view, so a cut never changes an escape that was
@@ -970,7 +960,6 @@ fn scan<S: Source>(
         mut from,
         mut verdict,
         mut other,
-        mut tables,
     } = at;
     let scan = statements(window);
     let mut last = at;
@@ -981,7 +970,6 @@ fn scan<S: Source>(
             from: offset,
             verdict,
             other,
-            tables,
         };
         let body = offset.saturating_add(PRINTF.len());
         // Most statements are another CPU's, and their first bytes tell. When the verdict
@@ -1037,15 +1025,12 @@ fn scan<S: Source>(
             None => src.read_exact_at(off, len)?,
         };
         let Some(table) = table else {
-            (verdict, tables) = (Error::Invalid(Field::Phoff), true);
+            verdict = Error::Invalid(Field::Phoff);
             continue;
         };
         match check_phdrs(&ehdr, table, page_size) {
-            Ok(()) => {
-                let end = (!tables).then_some(d.pos);
-                return Ok(Prefix::Decided(Ok(Statement { offset, ehdr, end })));
-            }
-            Err(f) if f.skips() => (verdict, tables) = (Error::Invalid(f), true),
+            Ok(()) => return Ok(Prefix::Decided(Ok(Statement { offset, ehdr }))),
+            Err(f) if f.skips() => verdict = Error::Invalid(f),
             Err(f) => return Ok(Prefix::Decided(Err(Error::Invalid(f)))),
         }
     }

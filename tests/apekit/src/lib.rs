@@ -42,10 +42,10 @@ pub fn select(file: &[u8], machine: u16, page_size: u64) -> Result<Selected, ape
     })
 }
 
-/// Runs the decoder on the first `n` bytes of the window only, as the kernel module does
-/// when the first page-cache page is all it has mapped, then (if they do not decide) on
-/// the whole window from where it stopped: the verdict from the prefix (`None` if it did not
-/// decide), and the final one.
+/// Runs the decoder on the first `n` bytes of the window only, as the kernel module does with
+/// its first read, then (if they do not decide) on the whole window from where it stopped: the
+/// verdict from the prefix (`None` if it did not decide), and the final one. (The module
+/// decodes the whole window from the start instead, which is [`select`].)
 pub fn select_prefix(
     file: &[u8],
     n: usize,
