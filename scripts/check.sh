@@ -129,14 +129,26 @@ lane() { # lane NAME FUNCTION
 "$BINFMT_APE_ROOT"/scripts/setup.sh
 cd "$BINFMT_APE_ROOT"
 
+# The guests of GUESTS in the order their kernels are built and booted: the first, so that the
+# guest lane starts early; then the debug kernels, the longest to build and to boot, while the
+# Debian lane is busy; then the rest. The series' kernel comes last.
+guest_order() {
+	local guest first=${GUESTS%% *}
+	[ -n "$first" ] || return 0
+	echo "$first"
+	for guest in $GUESTS; do [ "$guest" = "$first" ] || case "$guest" in */debug) echo "$guest" ;; esac; done
+	for guest in $GUESTS; do [ "$guest" = "$first" ] || case "$guest" in */debug) ;; *) echo "$guest" ;; esac; done
+}
+
+series_wanted() { [ "${PATCHES:-${HOST_TESTS:-1}}" = 1 ]; }
+
 # Lane "kernels": every kernel built here, one after another, each at -j(cores+1); the guest
 # lane boots each as soon as it is ready (build-kernel.sh's lock makes it wait, never build
-# twice). The upstream series comes before the debug kernel, the longest build.
+# twice).
 lane_kernels() {
 	local guest kver arch variant
-	for guest in $GUESTS; do
+	for guest in $(guest_order); do
 		IFS=/ read -r kver arch variant <<<"$guest"
-		[ "${variant:-default}" != debug ] || continue
 		phase "kernel $kver $arch ${variant:-default}"
 		KVER=$kver ARCH=$arch VARIANT=${variant:-default} scripts/build-kernel.sh >/dev/null ||
 			result "kernel $kver $arch ${variant:-default} builds" 1
@@ -144,7 +156,7 @@ lane_kernels() {
 	# The upstream series (make patches): generated from these sources, applied with git am to
 	# a pristine 7.3, checkpatch --strict; then that tree built with BINFMT_APE=y and
 	# BINFMT_MISC=y, for the guest lane. PATCHES=0 skips it.
-	if [ "${PATCHES:-${HOST_TESTS:-1}}" = 1 ]; then
+	if series_wanted; then
 		phase "upstream series: make patches (git am, checkpatch --strict)"
 		local s=0 ptree
 		ptree=$(scripts/patches.sh) || s=$?
@@ -156,13 +168,6 @@ lane_kernels() {
 			echo "$ptree" >"$RUN/series-tree"
 		fi
 	fi
-	for guest in $GUESTS; do
-		IFS=/ read -r kver arch variant <<<"$guest"
-		[ "${variant:-default}" = debug ] || continue
-		phase "kernel $kver $arch debug"
-		KVER=$kver ARCH=$arch VARIANT=debug scripts/build-kernel.sh >/dev/null ||
-			result "kernel $kver $arch debug builds" 1
-	done
 }
 
 # Lane "guests": the host side while the first kernel builds, then the guest suite on every
@@ -172,21 +177,20 @@ lane_guests() {
 		host_side
 	fi
 	local guest kver arch variant tag
-	for guest in $GUESTS; do
+	for guest in $(guest_order); do
 		IFS=/ read -r kver arch variant <<<"$guest"
 		variant=${variant:-default}
 		tag=$kver-$arch
 		[ "$variant" = default ] || tag+=-$variant
-		if [ "$variant" = debug ] && [ "${PATCHES:-${HOST_TESTS:-1}}" = 1 ]; then
-			series_guest
-		fi
 		phase "guest suite: Linux $kver on $arch, variant $variant"
 		guest "$tag" env KVER="$kver" ARCH="$arch" VARIANT="$variant" scripts/guest.sh check
 		if [ "$guest" = 6.12/x86_64 ] && [ "${HOST_TESTS:-1}" = 1 ]; then
 			bench_smoke
 		fi
 	done
-	case " $GUESTS " in *"/debug "*) ;; *) [ "${PATCHES:-${HOST_TESTS:-1}}" != 1 ] || series_guest ;; esac
+	if series_wanted; then
+		series_guest
+	fi
 }
 
 # The guest suite and the series' selftest on 7.3 with the series built in, nothing loaded.
