@@ -31,7 +31,13 @@ config() { sed -n "s/^$1=//p" "$kdir/.config" 2>/dev/null | head -n1; }
 
 # --- the kernel tree -------------------------------------------------------------------
 if [ ! -r "$kdir/.config" ] || [ ! -e "$kdir/Makefile" ]; then
-	case "$kdir" in */modules/*/build|*/modules/*/build/) rel=$(basename "$(dirname "$kdir")") ;; *) rel=$(uname -r) ;; esac
+	# The release the headers were asked for: from /lib/modules/REL/build or
+	# /usr/src/linux-headers-REL, else the running kernel's.
+	case "$kdir" in
+	*/modules/*/build|*/modules/*/build/) rel=$(basename "$(dirname "$kdir")") ;;
+	*/linux-headers-*) rel=${kdir%/}; rel=${rel##*/linux-headers-} ;;
+	*) rel=$(uname -r) ;;
+	esac
 	missing "no kernel headers at $kdir (no .config or Makefile)" \
 		"Debian/Ubuntu: linux-headers-$rel; Fedora: kernel-devel-$rel; Arch: linux-headers; NixOS: KDIR=\${kernel.dev}/lib/modules/\${kernel.modDirVersion}/build"
 fi
