@@ -153,20 +153,18 @@ lane_kernels() {
 		KVER=$kver ARCH=$arch VARIANT=${variant:-default} scripts/build-kernel.sh >/dev/null ||
 			result "kernel $kver $arch ${variant:-default} builds" 1
 	done
-	# The upstream series (make patches): generated from these sources, applied with git am to
-	# a pristine 7.3, checkpatch --strict; then that tree built with BINFMT_APE=y and
-	# BINFMT_MISC=y, for the guest lane. PATCHES=0 skips it.
+	# The tree make patches left (in the guest lane) built with BINFMT_APE=y and BINFMT_MISC=y,
+	# for the guest lane.
 	if series_wanted; then
-		phase "upstream series: make patches (git am, checkpatch --strict)"
-		local s=0 ptree
-		ptree=$(scripts/patches.sh) || s=$?
-		result "make patches: the series applies with git am to pristine 7.3, checkpatch --strict clean" "$s"
-		if [ "$s" = 0 ]; then
-			phase "kernel 7.3 x86_64 with the series built in"
-			KVER=7.3 ARCH=x86_64 VARIANT=builtin KERNEL_TREE="$ptree" scripts/build-kernel.sh >/dev/null ||
-				result "kernel 7.3 x86_64 with the series builds" 1
-			echo "$ptree" >"$RUN/series-tree"
-		fi
+		phase "waiting for make patches"
+		await "$RUN/patches-tree" guests || return 0
+		local ptree
+		ptree=$(cat "$RUN/patches-tree")
+		[ -n "$ptree" ] || return 0
+		phase "kernel 7.3 x86_64 with the series built in"
+		KVER=7.3 ARCH=x86_64 VARIANT=builtin KERNEL_TREE="$ptree" scripts/build-kernel.sh >/dev/null ||
+			result "kernel 7.3 x86_64 with the series builds" 1
+		echo "$ptree" >"$RUN/series-tree"
 	fi
 }
 
@@ -175,6 +173,18 @@ lane_kernels() {
 lane_guests() {
 	if [ "${HOST_TESTS:-1}" = 1 ]; then
 		host_side
+	fi
+	# The upstream series (make patches): generated from these sources, applied with git am to
+	# a pristine 7.3, checkpatch --strict; the kernels lane builds the tree it leaves, last.
+	# Here, while the first kernel builds, not on the kernels lane, the longest. PATCHES=0
+	# skips it.
+	if series_wanted; then
+		phase "upstream series: make patches (git am, checkpatch --strict)"
+		local s=0 ptree
+		ptree=$(scripts/patches.sh) || s=$?
+		result "make patches: the series applies with git am to pristine 7.3, checkpatch --strict clean" "$s"
+		# Empty when it failed: the kernels lane waits for this file either way.
+		if [ "$s" = 0 ]; then echo "$ptree"; else echo; fi >"$RUN/patches-tree"
 	fi
 	local guest kver arch variant tag
 	for guest in $(guest_order); do
@@ -333,6 +343,53 @@ lane kernels lane_kernels
 lane guests lane_guests
 [ -z "$DEB_KERNELS" ] || lane debian lane_debian
 wait
+
+# The objtool tables of every x86 module built above, in both modes: each return thunk,
+# retpoline and call site in .text is listed where module_finalize() looks for it
+# (rust/bundle.lds says why bundled mode keeps them). Our own kernels are built without those
+# mitigations, so their modules have none to list; Debian's have hundreds. A copy of one with
+# .return_sites removed must fail the check.
+LANE=main
+phase "objtool tables of the x86 modules"
+kos=() cfgs=()
+for ko in "$BUILD"/module/*-x86_64-*/binfmt_ape.ko; do
+	[ -e "$ko" ] || continue
+	kdir=$(basename "$(dirname "$ko")")
+	kos+=("$ko") cfgs+=("$CACHE/kernel/${kdir%-bench}/.config")
+done
+for rel in $DEB_KERNELS; do
+	case "$rel" in *-amd64) ;; *) continue ;; esac
+	case " $DKMS_KERNELS " in
+	*" $rel "*) ko=$(ls -t "$CACHE"/dkms-check/"$rel"-*/binfmt_ape.ko 2>/dev/null | head -n1) ;;
+	*) ko=$(ls -t "$CACHE"/debian-root/*/var/cache/binfmt-ape/"$rel"/binfmt_ape.ko 2>/dev/null | head -n1) ;;
+	esac
+	[ -n "$ko" ] || continue
+	kos+=("$ko") cfgs+=("$(ls -d "$CACHE"/debian-root/*/usr/src/linux-headers-"$rel"/.config 2>/dev/null | head -n1)")
+done
+if [ "${#kos[@]}" -gt 0 ]; then
+	# Each with its kernel's configuration, which says whether calls must be listed too.
+	for i in "${!kos[@]}"; do
+		cfg=()
+		[ ! -r "${cfgs[$i]}" ] || cfg=(--config "${cfgs[$i]}")
+		scripts/objtool-check.sh "${cfg[@]}" "${kos[$i]}" || true
+	done >"$RUN/objtool" 2>&1
+	while IFS= read -r line; do
+		case "$line" in
+		"ok - "*) result "${line#ok - }" 0 ;;
+		"not ok - "*) result "${line#not ok - }" 1 ;;
+		"# "*) echo "$line" ;;
+		esac
+	done <"$RUN/objtool"
+	with_tables=$(for ko in "${kos[@]}"; do
+		readelf -S "$ko" 2>/dev/null | grep -q '\.return_sites' && { echo "$ko"; break; }; done)
+	if [ -n "$with_tables" ]; then
+		objcopy --remove-section .return_sites --remove-section .rela.return_sites \
+			"$with_tables" "$RUN/no-return-sites.ko"
+		s=0; scripts/objtool-check.sh "$RUN/no-return-sites.ko" >/dev/null 2>&1 || s=1
+		result "objtool tables: a module without .return_sites fails the check" "$((1 - s))"
+	fi
+fi
+phase ""
 
 # The totals, then where the time went.
 for f in "$RUN"/*.counts; do
