@@ -1,8 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * C helpers for binfmt_ape (see helpers.h): the credential rules of exec, which the kernel
- * keeps in static and inline functions that Rust cannot call, and a rate-limited message,
- * whose state is a C macro.
+ * C helpers for binfmt_ape (see helpers.h): what its Rust code needs of the kernel's static
+ * and inline functions and macros, which Rust cannot call.
  */
 
 #define pr_fmt(fmt) "binfmt_ape: " fmt
@@ -10,16 +9,17 @@
 #include <linux/binfmts.h>
 #include <linux/dcache.h>
 #include <linux/fs.h>
-#include <linux/mount.h>
 #include <linux/printk.h>
 #include <linux/ratelimit.h>
-#include <linux/security.h>
-#include <linux/xattr.h>
 
 #include "helpers.h"
 
 /* Only the module built out of tree has a set-id policy of its own (see binfmt_ape's setid). */
 #ifndef CONFIG_BINFMT_APE
+#include <linux/mount.h>
+#include <linux/security.h>
+#include <linux/xattr.h>
+
 /*
  * Whether exec would give the new program credentials other than the caller's, by the rules
  * of bprm_fill_uid() and commoncap, evaluated on the file the credentials come from (as

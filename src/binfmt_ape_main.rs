@@ -14,22 +14,22 @@
 //! Out of tree, binfmt_elf offers no entry point: the header goes over `bprm->buf`, for
 //! binfmt_elf further down the list, and a handler at the tail of the list (`Restore`) puts
 //! the file's bytes back should binfmt_elf refuse it. A kernel tree that carries binfmt_ape
-//! (`CONFIG_BINFMT_APE`) has binfmt_elf take the header directly instead.
+//! (`CONFIG_BINFMT_APE`) has binfmt_elf take the header directly instead. Out of tree there is
+//! also a set-id policy, with `setid` and `declined_setid` (`setid`).
 //!
 //! Memory per APE exec: one allocation of [`FIRST_READ`] + [`ape::MAX_PHDR_TABLE`] bytes
 //! (3 KiB, kmalloc) for the first bytes and a program header table past them; the rare file
-//! whose first bytes do not decide also gets a buffer of [`ape::WINDOW`] bytes (vmalloc, so no
-//! allocation is larger than a page). All are freed before `load_binary` returns; nothing is
-//! kept from one exec to the next. Other execs cost one 8-byte compare and no memory.
+//! whose first bytes do not decide also gets a buffer of [`ape::WINDOW`] bytes (kvmalloc: on
+//! 4 KiB pages one kmalloc attempt without retries, else single pages from vmalloc). All are
+//! freed before `load_binary` returns; nothing is kept from one exec to the next. Other execs cost one 8-byte compare and no memory.
 //!
-//! `/proc/sys/fs/binfmt_ape/` holds `enabled` (0 or 1), the counters below and, out of tree,
-//! `setid` (0 or 1) and `declined_setid`.
+//! `/proc/sys/fs/binfmt_ape/` holds `enabled` (0 or 1) and the counters below.
 
 use core::{
     mem::MaybeUninit,
     sync::atomic::{AtomicI32, AtomicUsize, Ordering::Relaxed},
 };
-use kernel::{alloc::VVec, c_str, ffi, page::PAGE_SIZE, prelude::*};
+use kernel::{c_str, ffi, page::PAGE_SIZE, prelude::*};
 
 pub mod ape;
 #[cfg(ape_bench)]
@@ -143,14 +143,8 @@ impl binfmt::Binfmt for Ape {
             decline(bprm, ape::Error::DebugMagic);
             return Err(ENOEXEC);
         }
-        let selected = select(bprm).inspect_err(|&e| {
-            let counter = if e == ENOMEM {
-                &ALLOC_ERRORS
-            } else {
-                &READ_ERRORS
-            };
-            counter.fetch_add(1, Relaxed);
-        })?;
+        // A failed allocation or read is counted where it happened, and fails the exec.
+        let selected = select(bprm)?;
         #[cfg(not(CONFIG_BINFMT_APE))]
         if selected.is_ok() && setid::declines(bprm) {
             return Err(ENOEXEC);
@@ -238,7 +232,9 @@ impl binfmt::Binfmt for Restore {
             return Err(ENOEXEC);
         }
         let mut head = [MaybeUninit::uninit(); ape::EHDR_SIZE];
-        let head = match bprm.read_at(0, &mut head) {
+        // A failed read leaves the header in the buffer (counted): the exec fails ENOEXEC
+        // anyway, as every format declined.
+        let head = match read(bprm, 0, &mut head) {
             Ok(head) => head.first_chunk::<{ ape::EHDR_SIZE }>().copied(),
             Err(_) => None,
         };
@@ -266,12 +262,16 @@ const FIRST_READ: usize = 2048;
 fn select(bprm: &Binprm) -> Result<core::result::Result<ape::Statement, ape::Error>> {
     let page_size = u64::try_from(PAGE_SIZE).map_err(|_| EINVAL)?;
     // One allocation (3 KiB) for the first bytes and a program header table.
-    let mut buf = KVec::<u8>::with_capacity(FIRST_READ + ape::MAX_PHDR_TABLE, alloc_flags())?;
-    let (head, table) = buf.spare_capacity_mut().split_at_mut(FIRST_READ);
+    let mut buf = KVec::<u8>::with_capacity(FIRST_READ + ape::MAX_PHDR_TABLE, alloc_flags())
+        .map_err(counted_enomem)?;
+    let spare = buf.spare_capacity_mut();
+    // `split_at_mut` cannot panic with a midpoint of at most the length.
+    let (head, table) = spare.split_at_mut(FIRST_READ.min(spare.len()));
+    if head.len() != FIRST_READ {
+        return Err(EINVAL);
+    }
     let mut tables = Tables { bprm, buf: table };
-    let prefix = bprm.read_at(0, head)?;
-    #[cfg(ape_bench)]
-    bench::BYTES_READ.fetch_add(prefix.len(), Relaxed);
+    let prefix = read(bprm, 0, head)?;
     if prefix.len() < FIRST_READ {
         // The whole file.
         return ape::select(prefix, MACHINE, page_size, &mut tables);
@@ -281,17 +281,36 @@ fn select(bprm: &Binprm) -> Result<core::result::Result<ape::Statement, ape::Err
     {
         return Ok(verdict);
     }
-    // The rest of the window decides: read all of it, and decode it from the start, so that
-    // the verdict rests on one read.
-    let mut window = VVec::<u8>::with_capacity(ape::WINDOW, alloc_flags())?;
+    // The rest of the window decides: read all of it, and decode it from the start (a private
+    // copy again, not a snapshot: a writer may change the file between reads).
+    // kvmalloc: one kmalloc attempt that neither retries nor warns, else vmalloc's pages.
+    // (Not vmalloc alone: the kernel crate's `Vmalloc` needs `vrealloc`, which 6.12 does not
+    // export to modules.)
+    let mut window =
+        KVVec::<u8>::with_capacity(ape::WINDOW, alloc_flags()).map_err(counted_enomem)?;
     let buf = window
         .spare_capacity_mut()
         .get_mut(..ape::WINDOW)
-        .ok_or(ENOMEM)?;
-    let window = bprm.read_at(0, buf)?;
-    #[cfg(ape_bench)]
-    bench::BYTES_READ.fetch_add(window.len(), Relaxed);
+        .ok_or(EINVAL)?;
+    let window = read(bprm, 0, buf)?;
     ape::select(window, MACHINE, page_size, &mut tables)
+}
+
+/// `ENOMEM` for a failed allocation, counted in `alloc_errors`.
+fn counted_enomem(_: kernel::alloc::AllocError) -> Error {
+    ALLOC_ERRORS.fetch_add(1, Relaxed);
+    ENOMEM
+}
+
+/// [`Binprm::read_at`], with a failure counted in `read_errors` (and, in the bench build, the
+/// bytes read counted).
+fn read<'b>(bprm: &Binprm, pos: u64, buf: &'b mut [MaybeUninit<u8>]) -> Result<&'b mut [u8]> {
+    let bytes = bprm.read_at(pos, buf).inspect_err(|_| {
+        READ_ERRORS.fetch_add(1, Relaxed);
+    })?;
+    #[cfg(ape_bench)]
+    bench::BYTES_READ.fetch_add(bytes.len(), Relaxed);
+    Ok(bytes)
 }
 
 /// Counts a refusal and says why, rate-limited. Only files with an APE magic get here.
@@ -333,10 +352,14 @@ impl ape::Source for Tables<'_> {
     type Error = Error;
 
     fn read_exact_at(&mut self, pos: u64, len: usize) -> Result<Option<&[u8]>> {
+        // No file extends past `loff_t`'s range: a table there lies beyond the end of the file,
+        // which skips its statement, as a short read does (`kernel_read()` would fail EINVAL).
+        let end = u64::try_from(len).ok().and_then(|l| pos.checked_add(l));
+        if end.and_then(|e| i64::try_from(e).ok()).is_none() {
+            return Ok(None);
+        }
         let dst = self.buf.get_mut(..len).ok_or(EINVAL)?;
-        let table = self.bprm.read_at(pos, dst)?;
-        #[cfg(ape_bench)]
-        bench::BYTES_READ.fetch_add(table.len(), Relaxed);
+        let table = read(self.bprm, pos, dst)?;
         Ok((table.len() == len).then_some(&*table))
     }
 }
@@ -389,7 +412,9 @@ impl kernel::Module for BinfmtApe {
         // before `Ape`, so that whatever `Ape` writes over `bprm->buf` has a handler behind it.
         let sysctl = sysctl::Registration::new(c_str!("fs/binfmt_ape"), &sysctl_entries()?)?;
         // SAFETY: `module` is this module, which owns `Ape`; the registration lives in
-        // `BinfmtApe`, dropped only when the module unloads, and nothing fallible follows it.
+        // `BinfmtApe`, dropped only when the module unloads. It registers inside the
+        // initializer below, after the allocation, the last fallible step: any field added
+        // after the formats must be infallible.
         let binfmt = unsafe { binfmt::Registration::new(module, true) };
         #[cfg(not(CONFIG_BINFMT_APE))]
         let reg = {

@@ -15,7 +15,7 @@
 //! Everything else the module uses has the same name and meaning in every supported series:
 //! `kernel::str::CStr` with `c_str!`, `as_char_ptr` and `from_char_ptr` (inherent methods
 //! before 7.0, the prelude's `CStrExt` after), `PinInit` and the pin-init macros from the
-//! prelude, `Opaque::ffi_init`, `kernel::ffi`, `KVec`, `VVec`, `page::PAGE_SIZE`.
+//! prelude, `Opaque::ffi_init`, `kernel::ffi`, `KVec`, `KVVec`, `page::PAGE_SIZE`.
 
 /// Declares the module, with the newest `module!` syntax.
 #[cfg(not(ape_pre_6_15))]
