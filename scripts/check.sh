@@ -164,7 +164,8 @@ lane_kernels() {
 		phase "kernel 7.3 x86_64 with the series built in"
 		KVER=7.3 ARCH=x86_64 VARIANT=builtin KERNEL_TREE="$ptree" scripts/build-kernel.sh >/dev/null ||
 			result "kernel 7.3 x86_64 with the series builds" 1
-		echo "$ptree" >"$RUN/series-tree"
+		echo "$ptree" >"$RUN/series-tree.new"
+		mv "$RUN/series-tree.new" "$RUN/series-tree"
 	fi
 }
 
@@ -184,7 +185,8 @@ lane_guests() {
 		ptree=$(scripts/patches.sh) || s=$?
 		result "make patches: the series applies with git am to pristine 7.3, checkpatch --strict clean" "$s"
 		# Empty when it failed: the kernels lane waits for this file either way.
-		if [ "$s" = 0 ]; then echo "$ptree"; else echo; fi >"$RUN/patches-tree"
+		if [ "$s" = 0 ]; then echo "$ptree"; else echo; fi >"$RUN/patches-tree.new"
+		mv "$RUN/patches-tree.new" "$RUN/patches-tree"
 	fi
 	local guest kver arch variant tag
 	for guest in $(guest_order); do
@@ -207,7 +209,7 @@ lane_guests() {
 series_guest() {
 	phase "waiting for the series' kernel"
 	local ptree
-	await "$RUN/series-tree" kernels || return 0
+	await "$RUN/series-tree" kernels || { result "7.3-x86_64-builtin guest: its kernel was built" 1; return 0; }
 	ptree=$(cat "$RUN/series-tree")
 	phase "guest suite: Linux 7.3 with the series, BINFMT_APE=y, on x86_64"
 	guest "7.3-x86_64-builtin" env KVER=7.3 ARCH=x86_64 VARIANT=builtin KERNEL_TREE="$ptree" \

@@ -21,10 +21,18 @@ log() { printf '[%s] %s\n' "${LOG_TAG:-binfmt-ape}" "$*" >&2; }
 # users, may both make (a kernel, the Debian root, the fixtures) is made once, and the second
 # waits for it. Usage: with_lock FILE CMD...
 with_lock() {
-	local f=$1
+	local f=$1 fd rc=0
 	shift
 	mkdir -p "$(dirname "$f")"
-	(flock 9 && "$@") 9>"$f"
+	# In this shell, not a subshell: a `die` in CMD ends the script as it would unlocked (the
+	# lock goes with the process).
+	exec {fd}>"$f"
+	flock "$fd"
+	# Not in a condition, so that `set -e` still applies inside CMD.
+	"$@"
+	rc=$?
+	exec {fd}>&-
+	return "$rc"
 }
 die() { printf '[%s] error: %s\n' "${LOG_TAG:-binfmt-ape}" "$*" >&2; exit 1; }
 
