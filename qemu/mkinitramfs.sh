@@ -86,6 +86,12 @@ if [ -e "$misc_ko" ]; then
 	cp "$misc_ko" "$root/lib/modules/$release/kernel/fs/binfmt_misc.ko"
 	echo "kernel/fs/binfmt_misc.ko:" >"$root/lib/modules/$release/modules.dep"
 fi
+# A distribution kernel's file-system modules (FS_MODULES: .ko files and their load order),
+# loaded at boot for the guest's file-system tests.
+if [ -e "${FS_MODULES:-}/order" ]; then
+	mkdir -p "$root/lib/modules/fs"
+	cp "$FS_MODULES"/*.ko "$FS_MODULES/order" "$root/lib/modules/fs/"
+fi
 if [ -n "${APE_FILE:-}" ]; then
 	cp "$APE_FILE" "$root/ape/user/$(basename "$APE_FILE")"
 	chmod 755 "$root/ape/user/$(basename "$APE_FILE")"
@@ -95,6 +101,7 @@ fi
 	echo 'mount -t proc proc /proc; mount -t sysfs sysfs /sys'
 	echo 'mount -t devtmpfs dev /dev; mount -t tmpfs tmp /tmp'
 	echo 'ln -s /proc/self/fd /dev/fd'
+	echo '[ ! -e /lib/modules/fs/order ] || for m in $(cat /lib/modules/fs/order); do insmod /lib/modules/fs/$m; done'
 	echo 'echo "binfmt-ape-guest: start"'
 	if [ "$1" = bench ]; then
 		printf '/bin/ape-bench'

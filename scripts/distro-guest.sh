@@ -31,7 +31,8 @@ series=$(echo "$rel" | cut -d. -f1,2)
 # linux-image-REL.
 kernel_files() {
 	local dir=$CACHE/debian-kernel/$rel tmp pkgs=() p
-	if [ ! -e "$dir/.done" ]; then
+	# .done-2: with the file systems' modules (fs-modules/), which .done did not have.
+	if [ ! -e "$dir/.done-2" ]; then
 		tmp=$(mktemp -d)
 		log "fetching Debian's kernel $rel"
 		for p in "linux-binary-$rel" "linux-modules-$rel"; do
@@ -60,10 +61,45 @@ kernel_files() {
 		*.zst) zstd -qdc "$misc" >"$dir/binfmt_misc.ko" ;;
 		?*) cp "$misc" "$dir/binfmt_misc.ko" ;;
 		esac
+		fs_modules "$tmp/x" "$dir/fs-modules"
 		rm -rf "$tmp"
-		touch "$dir/.done"
+		touch "$dir/.done-2"
 	fi
 	echo "$dir"
+}
+
+# The modules of the file systems the guest reads APEs from (ext2 through ext4, loop devices,
+# overlayfs, 9p over virtio), with what they depend on, decompressed into OUT with a file
+# `order` listing them in the order they load (dependencies first), from modules.dep.
+fs_modules() { # fs_modules UNPACKED_PACKAGES OUT
+	local mods dep
+	mods=$(find "$1" -path "*/lib/modules/$rel" -type d | head -n1)
+	[ -n "$mods" ] || { log "no modules for $rel: no file-system modules"; return 0; }
+	dep=$mods/modules.dep
+	# The packages leave modules.dep to depmod at install time.
+	[ -e "$dep" ] || depmod -b "${mods%/lib/modules/$rel}" "$rel" ||
+		{ log "depmod failed for $rel: no file-system modules"; return 0; }
+	mkdir -p "$2"
+	: >"$2/order"
+	load() { # load PATH (as modules.dep names it)
+		local m=$1 d name
+		grep -qx "${m##*/}" "$2/order.done" 2>/dev/null && return 0
+		for d in $(sed -n "s|^$m: *||p" "$dep"); do load "$d"; done
+		name=${m##*/} name=${name%.xz} name=${name%.zst}
+		case "$m" in
+		*.xz) xz -dc "$mods/$m" >"$2/$name" ;;
+		*.zst) zstd -qdc "$mods/$m" >"$2/$name" ;;
+		*) cp "$mods/$m" "$2/$name" ;;
+		esac
+		echo "$name" >>"$2/order"
+		echo "${m##*/}" >>"$2/order.done"
+	}
+	local want m
+	for want in loop ext4 overlay 9pnet_virtio 9p; do
+		m=$(grep -oE "^[^:]*/$want\.ko(\.xz|\.zst)?:" "$dep" | head -n1)
+		[ -z "$m" ] || load "${m%:}"
+	done
+	rm -f "$2/order.done"
 }
 
 # --- the module, built in the Debian root (or APE_KO: one built elsewhere, e.g. by DKMS) -----
@@ -99,5 +135,7 @@ if [ "$(cat "$st/.from" 2>/dev/null)" != "$(stat -c '%s %Y' "$tarball")" ]; then
 fi
 
 build_guest_programs
-KRELEASE=$rel MISC_KO=$kfiles/binfmt_misc.ko KSELFTESTS=$st \
+# Debian's kernels have virtio built in and 9p as modules: the fixtures shared from the host.
+export QEMU_EXTRA="${QEMU_EXTRA:-} -virtfs local,path=$BUILD/fixtures/fix,mount_tag=apefix,security_model=none,readonly=on"
+KRELEASE=$rel MISC_KO=$kfiles/binfmt_misc.ko KSELFTESTS=$st FS_MODULES=$kfiles/fs-modules \
 	boot_guest "debian-$rel${APE_KO:+-dkms}-$1" "$kfiles/Image" "$root/usr/src/linux-headers-$rel" "$ko" "$@"

@@ -4,7 +4,8 @@
 //! init), execs programs directly with `fork` + `execve`, and prints KTAP.
 //!
 //! `ape-runner check [PREFIX...]`   the whole suite, or the tests named so (plan first, one
-//!                      line per test)
+//!                      line per test; a test that needs an earlier one's work, as `misc.*`
+//!                      needs `misc.register_rules`, must be named with it)
 //! `ape-runner demo [APE [ARGS...]]`  show an APE running natively
 //! `ape-runner soak SECONDS`  the exec storm (`storm.rs`) for that long
 //!
