@@ -289,8 +289,13 @@ def elf(repo, tree):
 
 
 def docs(repo, tree):
-    (tree / "Documentation/admin-guide/binfmt-ape.rst").write_text(
-        (repo / "docs/binfmt-ape.rst").read_text())
+    # What only the module built out of tree has lies between `.. out-of-tree:` and
+    # `.. end out-of-tree` (rst comments).
+    rst = re.sub(r"\n\.\. out-of-tree:\n.*?\n\.\. end out-of-tree\n", "",
+                 (repo / "docs/binfmt-ape.rst").read_text(), flags=re.S)
+    if "out-of-tree" in rst or "setid" in rst:
+        die("docs/binfmt-ape.rst: out-of-tree text left outside its markers")
+    (tree / "Documentation/admin-guide/binfmt-ape.rst").write_text(rst)
     idx = tree / "Documentation/admin-guide/index.rst"
     t = idx.read_text()
     t = replace(t, "   binfmt-misc\n", "   binfmt-ape\n   binfmt-misc\n", "index.rst")
