@@ -118,7 +118,9 @@ pub struct As {
     pub cwd: Option<&'static str>,
     /// Whether the child asks for fault injection (`/proc/self/make-it-fail`) first.
     pub make_it_fail: bool,
-    /// Whether the child asks to be traced (`PTRACE_TRACEME`, by the runner) before `execve`.
+    /// Whether the program runs traced, by a tracer with the child's ids (an unprivileged
+    /// one when `uid` is set): the child forks the program, which asks to be traced
+    /// (`PTRACE_TRACEME`) before `execve`, and passes on how it ended.
     pub traced: bool,
 }
 
@@ -210,8 +212,34 @@ pub fn spawn_how(who: As, how: How, argv: &[&str], stdin: Stdin) -> Result<Child
                     libc::_exit(126);
                 }
             }
-            if who.traced && libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) != 0 {
-                libc::_exit(126);
+            if who.traced {
+                let tracee = libc::fork();
+                if tracee < 0 {
+                    libc::_exit(126);
+                }
+                if tracee > 0 {
+                    // The tracer: let the tracee go on at each stop, then end as it did.
+                    let mut st = 0;
+                    loop {
+                        if libc::waitpid(tracee, &mut st, 0) != tracee {
+                            libc::_exit(126);
+                        }
+                        if !libc::WIFSTOPPED(st) {
+                            break;
+                        }
+                        let sig = libc::WSTOPSIG(st);
+                        let pass = if sig == libc::SIGTRAP { 0 } else { sig };
+                        libc::ptrace(libc::PTRACE_CONT, tracee, 0, pass);
+                    }
+                    if libc::WIFSIGNALED(st) {
+                        libc::signal(libc::WTERMSIG(st), libc::SIG_DFL);
+                        libc::kill(libc::getpid(), libc::WTERMSIG(st));
+                    }
+                    libc::_exit(libc::WEXITSTATUS(st));
+                }
+                if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) != 0 {
+                    libc::_exit(126);
+                }
             }
             match how {
                 How::Path(_) => {

@@ -1452,8 +1452,9 @@ fn plan() -> Vec<Test> {
         r
     }));
     v.push(t("setid.ptrace_gets_elf_semantics", move || {
-        // Where binfmt_ape hands a set-id APE to binfmt_elf, exec's ptrace rules apply to it
-        // as to the ELF: the same run, the same AT_SECURE.
+        // Traced by an unprivileged tracer (ptracer_capable() false), a set-id ELF runs with
+        // exec's ptrace rules (commoncap keeps the caller's ids, and still sets AT_SECURE):
+        // a set-id APE that binfmt_ape hands over runs the same way.
         suid_copy("/tmp/suid.ape")?;
         sh("cp", &[NATIVE, "/tmp/suid.elf"])?;
         sh("chmod", &["4755", "/tmp/suid.elf"])?;
@@ -1480,6 +1481,17 @@ fn plan() -> Vec<Test> {
         } else {
             Err(format!("APE {}; ELF {}", describe(&ape), describe(&elf)))
         }
+    }));
+    v.push(p("setid.ptrace_declined_by_default", move || {
+        // binfmt_ape cannot ask whether the tracer may raise privileges (ptracer_capable() is
+        // not exported): with `setid` at 0 it declines, erring that way.
+        suid_copy("/tmp/suid.ape")?;
+        let traced = As {
+            traced: true,
+            ..nobody
+        };
+        let r = run_as(traced, "/tmp/suid.ape", &["/tmp/suid.ape"], Stdin::Null);
+        expect_eq("execve", r.outcome, Outcome::Errno(libc::ENOEXEC))
     }));
     let mut core = t("exec.core_dump_is_an_elf_core", core_dump);
     if !std::path::Path::new(CORE_PATTERN).exists() {
