@@ -72,34 +72,35 @@ kernel_files() {
 # overlayfs, 9p over virtio), with what they depend on, decompressed into OUT with a file
 # `order` listing them in the order they load (dependencies first), from modules.dep.
 fs_modules() { # fs_modules UNPACKED_PACKAGES OUT
-	local mods dep
+	local out=$2 mods dep
 	mods=$(find "$1" -path "*/lib/modules/$rel" -type d | head -n1)
 	[ -n "$mods" ] || { log "no modules for $rel: no file-system modules"; return 0; }
 	dep=$mods/modules.dep
 	# The packages leave modules.dep to depmod at install time.
 	[ -e "$dep" ] || depmod -b "${mods%/lib/modules/$rel}" "$rel" ||
 		{ log "depmod failed for $rel: no file-system modules"; return 0; }
-	mkdir -p "$2"
-	: >"$2/order"
+	mkdir -p "$out"
+	: >"$out/order"
 	load() { # load PATH (as modules.dep names it)
 		local m=$1 d name
-		grep -qx "${m##*/}" "$2/order.done" 2>/dev/null && return 0
+		grep -qx "${m##*/}" "$out/order.done" 2>/dev/null && return 0
 		for d in $(sed -n "s|^$m: *||p" "$dep"); do load "$d"; done
 		name=${m##*/} name=${name%.xz} name=${name%.zst}
 		case "$m" in
-		*.xz) xz -dc "$mods/$m" >"$2/$name" ;;
-		*.zst) zstd -qdc "$mods/$m" >"$2/$name" ;;
-		*) cp "$mods/$m" "$2/$name" ;;
+		*.xz) xz -dc "$mods/$m" >"$out/$name" ;;
+		*.zst) zstd -qdc "$mods/$m" >"$out/$name" ;;
+		*) cp "$mods/$m" "$out/$name" ;;
 		esac
-		echo "$name" >>"$2/order"
-		echo "${m##*/}" >>"$2/order.done"
+		echo "$name" >>"$out/order"
+		echo "${m##*/}" >>"$out/order.done"
 	}
 	local want m
-	for want in loop ext4 overlay 9pnet_virtio 9p; do
+	# ext4 asks the crypto API for crc32c, which is no dependency in modules.dep.
+	for want in loop crc32c_generic crc32c-cryptoapi crc32c_cryptoapi ext4 overlay 9pnet_virtio 9p; do
 		m=$(grep -oE "^[^:]*/$want\.ko(\.xz|\.zst)?:" "$dep" | head -n1)
 		[ -z "$m" ] || load "${m%:}"
 	done
-	rm -f "$2/order.done"
+	rm -f "$out/order.done"
 }
 
 # --- the module, built in the Debian root (or APE_KO: one built elsewhere, e.g. by DKMS) -----

@@ -865,6 +865,7 @@ fn on_cold_ext2(files: &[&str], f: impl FnOnce(&str) -> Check) -> Check {
         .map_err(|e| format!("{IMG}: {e}"))?;
     sh("mke2fs", &["-F", "-q", "-b", "4096", IMG])?;
     fs::create_dir_all(MNT).map_err(|e| format!("{MNT}: {e}"))?;
+    free_loop_device()?;
     sh("mount", &["-t", "ext2", "-o", "loop", IMG, MNT])?;
     let copied = files.iter().try_for_each(|p| sh("cp", &[p, MNT]));
     sh("umount", &[MNT])?;
@@ -874,6 +875,27 @@ fn on_cold_ext2(files: &[&str], f: impl FnOnce(&str) -> Check) -> Check {
     let unmounted = sh("umount", &[MNT]);
     let _ = fs::remove_file(IMG);
     r.and(unmounted)
+}
+
+/// Makes sure the free loop device that `mount -o loop` will take has its node: a loop
+/// module loaded at boot (Debian's) creates devices on demand, through /dev/loop-control.
+fn free_loop_device() -> Check {
+    const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+    let ctl = fs::File::open("/dev/loop-control").map_err(|e| format!("/dev/loop-control: {e}"))?;
+    // SAFETY: An ioctl without argument on an open descriptor.
+    let n = unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE as _) };
+    let n = u32::try_from(n)
+        .map_err(|_| format!("LOOP_CTL_GET_FREE: {}", std::io::Error::last_os_error()))?;
+    let node = format!("/dev/loop{n}");
+    if !std::path::Path::new(&node).exists() {
+        let c = std::ffi::CString::new(node.as_str()).map_err(|e| e.to_string())?;
+        // SAFETY: A valid path; a block device node for loop device `n` (major 7).
+        let r = unsafe { libc::mknod(c.as_ptr(), libc::S_IFBLK | 0o600, libc::makedev(7, n)) };
+        if r != 0 {
+            return Err(format!("mknod {node}: {}", std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
 }
 
 /// The file name of `path`.
