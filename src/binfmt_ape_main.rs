@@ -21,7 +21,8 @@
 //! (3 KiB, kmalloc) for the first bytes and a program header table past them; the rare file
 //! whose first bytes do not decide also gets a buffer of [`ape::WINDOW`] bytes (kvmalloc: on
 //! 4 KiB pages one kmalloc attempt without retries, else single pages from vmalloc). All are
-//! freed before `load_binary` returns; nothing is kept from one exec to the next. Other execs cost one 8-byte compare and no memory.
+//! freed before `load_binary` returns; nothing is kept from one exec to the next. Other execs
+//! cost one 8-byte compare and no memory.
 //!
 //! `/proc/sys/fs/binfmt_ape/` holds `enabled` (0 or 1) and the counters below.
 
