@@ -101,7 +101,9 @@ report=$out/checkpatch.txt
 : >"$report"
 bad=0
 for p in "${series[@]}"; do
-	(cd "$tree" && perl scripts/checkpatch.pl --strict --show-types --no-summary -q "$p") \
+	# Debian's own python3 first: checkpatch runs scripts/spdxcheck.py, which needs its ply
+	# (python3-ply), and a python3 of the user's (pyenv) may come first on PATH.
+	(cd "$tree" && PATH=/usr/bin:$PATH perl scripts/checkpatch.pl --strict --show-types --no-summary -q "$p") \
 		>>"$report" 2>&1 || true
 done
 while read -r _kind type; do
