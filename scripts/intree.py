@@ -246,6 +246,11 @@ def binfmt(repo, tree):
     c = re.sub(r"^((?:const )?(?:unsigned )?\w+ \*?)((?:binprm|binfmt_ape)_\w+)\(([^)]*)\)\n\{",
                helper, c, flags=re.M)
     c = re.sub(r"\b((?:binprm|binfmt_ape)_\w+)\(\)", r"rust_helper_\1()", c)
+    # binfmt_ape's own helpers (its message, with its ratelimit state) are built only with it.
+    c, n = re.subn(r"\n(/\*\n(?: \*[^\n]*\n)* \*/\n__rust_helper \w+ rust_helper_binfmt_ape_.*?\n\}\n)",
+                   r"\n#if IS_ENABLED(CONFIG_BINFMT_APE)\n\1#endif\n", c, flags=re.S)
+    if n == 0:
+        die("rust/helpers.c: no binfmt_ape_* helper with a comment above it")
     (tree / "rust/helpers/binfmt.c").write_text(c)
     add_line_sorted(tree / "rust/helpers/helpers.c", '#include "binfmt.c"',
                     r'#include "[\w/-]+\.c"$')
