@@ -28,7 +28,8 @@
  * capabilities count, unless a nosuid mount or no_new_privs (LSM_UNSAFE_NO_NEW_PRIVS) rules
  * them out. Errs towards yes where a module cannot evaluate the rule: a mount that
  * mnt_may_suid() would refuse only for its namespace, a tracer that ptracer_capable() would
- * refuse.
+ * refuse. An LSM's transition on exec (SELinux, AppArmor, Smack) is out of its scope: run
+ * natively, the APE's own label decides it, where the shell's way went by /bin/sh's.
  */
 bool binprm_gains_privilege(struct linux_binprm *bprm)
 {
