@@ -88,7 +88,7 @@ if [ -e "$misc_ko" ]; then
 fi
 # A distribution kernel's file-system modules (FS_MODULES: .ko files and their load order),
 # loaded at boot for the guest's file-system tests.
-if [ -e "${FS_MODULES:-}/order" ]; then
+if [ -n "${FS_MODULES:-}" ] && [ -s "$FS_MODULES/order" ]; then
 	mkdir -p "$root/lib/modules/fs"
 	cp "$FS_MODULES"/*.ko "$FS_MODULES/order" "$root/lib/modules/fs/"
 fi

@@ -218,7 +218,13 @@ pub fn spawn_how(who: As, how: How, argv: &[&str], stdin: Stdin) -> Result<Child
                     libc::_exit(126);
                 }
                 if tracee > 0 {
-                    // The tracer: let the tracee go on at each stop, then end as it did.
+                    // The tracer: let the tracee go on at each stop, then end as it did. Its
+                    // copies of the pipes would keep the runner from seeing the exec succeed
+                    // and the program from seeing the end of its input.
+                    libc::close(status_w.as_raw_fd());
+                    if let Some(w) = &in_write {
+                        libc::close(w.as_raw_fd());
+                    }
                     let mut st = 0;
                     loop {
                         if libc::waitpid(tracee, &mut st, 0) != tracee {
@@ -234,6 +240,7 @@ pub fn spawn_how(who: As, how: How, argv: &[&str], stdin: Stdin) -> Result<Child
                     if libc::WIFSIGNALED(st) {
                         libc::signal(libc::WTERMSIG(st), libc::SIG_DFL);
                         libc::kill(libc::getpid(), libc::WTERMSIG(st));
+                        libc::_exit(128 + libc::WTERMSIG(st));
                     }
                     libc::_exit(libc::WEXITSTATUS(st));
                 }

@@ -1512,8 +1512,10 @@ fn plan() -> Vec<Test> {
             traced: true,
             ..nobody
         };
+        let before = counter("declined_setid");
         let r = run_as(traced, "/tmp/suid.ape", &["/tmp/suid.ape"], Stdin::Null);
-        expect_eq("execve", r.outcome, Outcome::Errno(libc::ENOEXEC))
+        expect_eq("execve", r.outcome, Outcome::Errno(libc::ENOEXEC))?;
+        expect_eq("declined_setid", counter("declined_setid"), before + 1)
     }));
     let mut core = t("exec.core_dump_is_an_elf_core", core_dump);
     if !std::path::Path::new(CORE_PATTERN).exists() {
