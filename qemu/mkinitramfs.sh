@@ -21,7 +21,6 @@ LOG_TAG=initramfs
 out=$1 kdir=$2 ko=$3
 shift 3
 arch_facts "$ARCH"
-rarch=$(rust_arch "$ARCH")
 apes=$("$BINFMT_APE_ROOT"/scripts/fetch-apes.sh)
 fixtures=$BUILD/fixtures
 [ -e "$fixtures/SHA256SUMS" ] || die "no fixtures: run scripts/fixtures.sh"
@@ -29,17 +28,13 @@ bins=$BINFMT_APE_ROOT/tests/target/$RUST_TARGET/release
 for b in ape-runner ape-bench; do
 	[ -x "$bins/$b" ] || die "no guest program: $bins/$b"
 done
-case $KARCH in
-x86_64) busybox=/bin/busybox ;;
-arm64) busybox=$CACHE/busybox-arm64/bin/busybox ;;
-esac
-[ -x "$busybox" ] || die "no busybox for $KARCH (run scripts/setup.sh)"
+[ -x "$BUSYBOX" ] || die "no busybox for $KARCH at $BUSYBOX (run scripts/setup.sh)"
 
 root=$(mktemp -d)
 chmod 755 "$root" # mktemp makes it 0700; it becomes the guest's /
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,mnt,test,ape/real,ape/user,lib/modules}
-cp "$busybox" "$root/bin/busybox"
+cp "$BUSYBOX" "$root/bin/busybox"
 # uname dd gzip mv rm: what an APE's prologue uses when the shell runs it (make bench's
 # fallback); true: the exec selftests'; mke2fs: the debug kernel's read-failure test.
 for a in sh mount umount insmod rmmod lsmod modprobe dmesg reboot cat echo mkdir ls sleep cp chmod \
@@ -48,11 +43,11 @@ for a in sh mount umount insmod rmmod lsmod modprobe dmesg reboot cat echo mkdir
 done
 ln -s ../bin/busybox "$root/sbin/modprobe"
 cp "$bins/ape-runner" "$bins/ape-bench" "$root/bin/"
-cp "$fixtures/payload/$rarch/payload-exec" "$fixtures/payload/$rarch/payload-dyn" "$root/bin/"
-cp "$fixtures/payload/$rarch/payload-exec" "$root/bin/sentinel"
+cp "$fixtures/payload/$ELF_ARCH/payload-exec" "$fixtures/payload/$ELF_ARCH/payload-dyn" "$root/bin/"
+cp "$fixtures/payload/$ELF_ARCH/payload-exec" "$root/bin/sentinel"
 cp -r "$fixtures/fix" "$fixtures/corpus" "$fixtures/bench" "$root/ape/"
 cp "$apes/ent.com" "$apes/pledge" "$root/ape/real/"
-cp "$apes/$rarch/ent.elf" "$root/ape/real/ent.elf"
+cp "$apes/$ELF_ARCH/ent.elf" "$root/ape/real/ent.elf"
 head -c 65536 "$apes/ent.com" >"$root/ape/real/input"
 printf '#!/bin/sh\necho "hello from #!"\n' >"$root/test/hello.sh"
 chmod 755 "$root/test/hello.sh"

@@ -12,9 +12,10 @@
 #   BENCH_SMOKE=1     a short icount run that checks the benchmark still works (make check)
 set -euo pipefail
 # Before lib.sh, which defaults ARCH to x86_64.
-arches=${ARCH:-${ARCHES:-x86_64 arm64}}
+asked_arch=${ARCH:-}
 LOG_TAG=bench
 . "$(dirname "$0")/lib.sh"
+arches=${asked_arch:-${ARCHES:-$ALL_ARCHES}}
 
 case "${1:-}" in -h|--help) sed -n '3,13p' "$0"; exit 0 ;; esac
 iterations=${BENCH_ITERATIONS:-1000}

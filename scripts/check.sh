@@ -28,7 +28,7 @@ DEFAULT_GUESTS="6.12/x86_64 7.3/arm64/64k 7.3/x86_64/debug"
 if [ -z "${GUESTS:-}" ]; then
 	if [ -n "$kvers" ] || [ -n "${ARCHES:-}" ] || [ "$VARIANT" != default ]; then
 		for k in ${kvers:-6.12 7.3}; do
-			for a in ${ARCHES:-x86_64 arm64}; do GUESTS+=" $k/$a/$VARIANT"; done
+			for a in ${ARCHES:-$ALL_ARCHES}; do GUESTS+=" $k/$a/$VARIANT"; done
 		done
 	else
 		GUESTS=$DEFAULT_GUESTS

@@ -92,13 +92,9 @@ in_root() {
 # is apt-installed; another arch's headers package is unpacked next to the amd64 linux-kbuild
 # of the same version (its scripts are host programs), as a cross-building user would.
 install_release() {
-	local dir=$1 rel=$2 ver flavour series debarch
-	ver=${rel%-*} flavour=${rel##*+deb[0-9][0-9]-}
-	[ "$ver" != "$rel" ] || die "'$rel' is not a Debian kernel release (like 6.12.118+deb13-amd64)"
-	case "$rel" in
-	*-amd64) debarch=amd64 ;; *-arm64|*-arm64-16k) debarch=arm64 ver=${rel%-arm64*} ;;
-	*) die "'$rel': only amd64, arm64 and arm64-16k flavours are supported" ;;
-	esac
+	local dir=$1 rel=$2 ver series debarch
+	debian_release "$rel"
+	ver=$DEB_ABI debarch=$DEB_ARCH
 	series=$(echo "$ver" | cut -d. -f1,2)
 	if [ -e "$dir/usr/src/linux-headers-$rel/.config" ] && [ -e "$dir/usr/src/linux-source-$series.tar.xz" ]; then
 		return 0
@@ -111,7 +107,7 @@ install_release() {
 		die "apt-get install ${pkgs[*]} failed in the Debian root"
 	if [ "$debarch" != amd64 ]; then
 		(cd "$dir/tmp" && rm -f linux-headers-*.deb &&
-			apt_private debian "$DEBIAN_SUITES" amd64,arm64 -qq download "linux-headers-$rel:$debarch" >&2 &&
+			apt_private debian "$DEBIAN_SUITES" "$DEB_ARCHES" -qq download "linux-headers-$rel:$debarch" >&2 &&
 			dpkg-deb -x linux-headers-"$rel"_*.deb "$dir" && rm -f linux-headers-*.deb) ||
 			die "cannot fetch linux-headers-$rel"
 	fi

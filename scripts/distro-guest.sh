@@ -17,13 +17,8 @@ LOG_TAG=debian
 rel=${1:?usage: distro-guest.sh RELEASE [MODE [ARGS...]]}
 shift
 [ $# -gt 0 ] || set -- check
-case "$rel" in
-*-amd64) debarch=amd64 ARCH=x86_64 ;;
-*-arm64|*-arm64-16k) debarch=arm64 ARCH=arm64 ;;
-*) die "'$rel': a Debian kernel release with an amd64, arm64 or arm64-16k flavour" ;;
-esac
-export ARCH
-arch_facts "$ARCH"
+debian_release "$rel"
+export ARCH=$KARCH
 series=$(echo "$rel" | cut -d. -f1,2)
 
 # --- Debian's kernel image and modules ------------------------------------------------------
@@ -36,11 +31,11 @@ kernel_files() {
 		tmp=$(mktemp -d)
 		log "fetching Debian's kernel $rel"
 		for p in "linux-binary-$rel" "linux-modules-$rel"; do
-			(cd "$tmp" && apt_private debian "$DEBIAN_SUITES" amd64,arm64 -qq download "$p:$debarch" 2>/dev/null) &&
+			(cd "$tmp" && apt_private debian "$DEBIAN_SUITES" "$DEB_ARCHES" -qq download "$p:$DEB_ARCH" 2>/dev/null) &&
 				pkgs+=("$p")
 		done
 		if [ "${#pkgs[@]}" = 0 ]; then
-			(cd "$tmp" && apt_private debian "$DEBIAN_SUITES" amd64,arm64 -qq download "linux-image-$rel:$debarch") ||
+			(cd "$tmp" && apt_private debian "$DEBIAN_SUITES" "$DEB_ARCHES" -qq download "linux-image-$rel:$DEB_ARCH") ||
 				die "no linux-binary-$rel nor linux-image-$rel in $DEBIAN_SUITES"
 		fi
 		mkdir -p "$tmp/x"
@@ -49,8 +44,9 @@ kernel_files() {
 		image=$(ls "$tmp/x/usr/lib/modules/$rel/vmlinuz" "$tmp/x/boot/vmlinuz-$rel" 2>/dev/null | head -n1)
 		[ -n "$image" ] || die "Debian's packages for $rel hold no vmlinuz"
 		rm -rf "$dir" && mkdir -p "$dir"
-		# QEMU boots x86's bzImage as it is, and arm64's Image only uncompressed.
-		if [ "$debarch" = arm64 ] && gzip -t "$image" 2>/dev/null; then
+		# QEMU boots x86's bzImage as it is, and arm64's Image only uncompressed (Debian's is
+		# gzipped).
+		if gzip -t "$image" 2>/dev/null; then
 			gzip -dc "$image" >"$dir/Image"
 		else
 			cp "$image" "$dir/Image"

@@ -31,12 +31,12 @@ key=$({ basename "$root"; echo "$rel $upd"; for d in "$debdir"/*.deb; do
 	dpkg-deb --fsys-tarfile "$d" | tar -xO; done; sha256sum "$0"; } | sha256sum | cut -c1-16)
 res=$CACHE/dkms-check/$rel-$key
 work=build/dkms/$rel
-case "$rel" in *-amd64) debarch=amd64 ;; *) debarch=arm64 ;; esac
+debian_release "$rel"
 
 if [ ! -e "$res/.done" ]; then
 	log "apt-get install, DKMS for $rel and $upd, purge (in a scratch copy of the Debian root)"
 	rm -rf "${BINFMT_APE_ROOT:?}/$work" && mkdir -p "$BINFMT_APE_ROOT/$work"
-	cp "$debdir"/binfmt-ape-dkms_*_all.deb "$debdir"/binfmt-ape-utils_*_"$debarch".deb "$BINFMT_APE_ROOT/$work/"
+	cp "$debdir"/binfmt-ape-dkms_*_all.deb "$debdir"/binfmt-ape-utils_*_"$DEB_ARCH".deb "$BINFMT_APE_ROOT/$work/"
 	start=$(date +%s)
 	"$BINFMT_APE_ROOT"/scripts/debian-root.sh scratch sh -c '
 		set -u; rel=$1 upd=$2 w=/work/$3; cd "$w"

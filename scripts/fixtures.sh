@@ -15,8 +15,8 @@ mkdir -p "$BUILD"
 [ -n "${FIXTURES_LOCKED:-}" ] || exec env FIXTURES_LOCKED=1 flock "$BUILD/.lock-fixtures" "$0" "$@"
 final=$BUILD/fixtures out=$BUILD/fixtures.new
 rm -rf "$out"
-for t in x86_64 aarch64; do
-	build_payload "$t" "$out/payload/$t"
+for a in $ALL_ARCHES; do
+	build_payload "$a" "$out/payload/$(arch_fact "$a" ELF_ARCH)"
 done
 log "building mkfixtures"
 cargo build --quiet --release --manifest-path "$BINFMT_APE_ROOT/tests/Cargo.toml" -p apekit

@@ -36,17 +36,57 @@ with_lock() {
 }
 die() { printf '[%s] error: %s\n' "${LOG_TAG:-binfmt-ape}" "$*" >&2; exit 1; }
 
-# Per-arch facts. Sets KARCH, CROSS, RUST_TARGET, QEMU, IMAGE, CONSOLE.
+# The arches: the one place their names and per-arch facts are kept. ALL_ARCHES lists them
+# (as the kernel's ARCH); arch_facts ARCH takes any of an arch's names (the kernel's, uname -m's,
+# Debian's) and sets:
+#   KARCH         the kernel's ARCH: qemu/config/KARCH.config, make ARCH=
+#   ELF_ARCH      uname -m's and ELF's name, the Rust targets' prefix: fixture and real-APE
+#                 directories, apeinfo --arch
+#   DEB_ARCH      Debian's architecture: packages NAME:DEB_ARCH
+#   DEB_FLAVOURS  Debian's kernel flavours of the arch that the guests boot (release suffixes)
+#   CROSS         the cross compiler's prefix ("" for the host's compiler)
+#   RUST_TARGET   the guest programs' Rust target
+#   QEMU          the system emulator, machine and CPU (an array)
+#   IMAGE         the kernel image QEMU boots, in a build tree
+#   CONSOLE       the serial console
+#   BUSYBOX       the static busybox the initramfs gets (scripts/setup.sh installs it)
+ALL_ARCHES="x86_64 arm64"
 arch_facts() {
 	case "$1" in
-	x86_64|x86)
-		KARCH=x86_64 CROSS= RUST_TARGET=x86_64-unknown-linux-musl
-		QEMU=(qemu-system-x86_64 -cpu max) IMAGE=arch/x86/boot/bzImage CONSOLE=ttyS0 ;;
+	x86_64|x86|amd64)
+		KARCH=x86_64 ELF_ARCH=x86_64 DEB_ARCH=amd64 DEB_FLAVOURS=amd64 CROSS=
+		QEMU=(qemu-system-x86_64 -cpu max) IMAGE=arch/x86/boot/bzImage CONSOLE=ttyS0
+		BUSYBOX=/bin/busybox ;;
 	arm64|aarch64)
-		KARCH=arm64 CROSS=aarch64-linux-gnu- RUST_TARGET=aarch64-unknown-linux-musl
-		QEMU=(qemu-system-aarch64 -M virt -cpu max) IMAGE=arch/arm64/boot/Image CONSOLE=ttyAMA0 ;;
-	*) die "unknown ARCH '$1' (x86_64 or arm64)" ;;
+		KARCH=arm64 ELF_ARCH=aarch64 DEB_ARCH=arm64 DEB_FLAVOURS="arm64 arm64-16k"
+		CROSS=aarch64-linux-gnu-
+		QEMU=(qemu-system-aarch64 -M virt -cpu max) IMAGE=arch/arm64/boot/Image CONSOLE=ttyAMA0
+		BUSYBOX=$CACHE/busybox-arm64/bin/busybox ;;
+	*) die "unknown ARCH '$1' (one of: $ALL_ARCHES)" ;;
 	esac
+	RUST_TARGET=$ELF_ARCH-unknown-linux-musl
+}
+
+# One fact of an arch, without setting the others: arch_fact ARCH NAME (QEMU: the emulator).
+arch_fact() { (arch_facts "$1" && printf '%s\n' "${!2}"); }
+
+# Debian's architectures of ALL_ARCHES, comma-separated (apt's APT::Architectures).
+DEB_ARCHES=$(for a in $ALL_ARCHES; do arch_fact "$a" DEB_ARCH; done | paste -sd,)
+
+# A Debian kernel release's arch, from its flavour (7.3.4+deb13-arm64-16k: arm64): sets the
+# arch's facts (arch_facts) and DEB_ABI, the release without its flavour (7.3.4+deb13).
+debian_release() { # debian_release REL
+	local rel=$1 a f flavours=
+	for a in $ALL_ARCHES; do
+		arch_facts "$a"
+		for f in $DEB_FLAVOURS; do
+			case "$rel" in
+			?*-"$f") DEB_ABI=${rel%-"$f"}; return 0 ;;
+			esac
+		done
+		flavours+=${flavours:+, }${DEB_FLAVOURS// /, }
+	done
+	die "'$rel' is not a Debian kernel release of a flavour the guests boot ($flavours; e.g. 6.12.118+deb13-amd64)"
 }
 
 # The kernel build directory for KVER/ARCH/VARIANT, named by a key that covers
@@ -69,30 +109,27 @@ kernel_key() {
 # The build output directory inside the work tree (ignored by git).
 BUILD=${BUILD:-$BINFMT_APE_ROOT/build}
 
-# Builds the no_std payload for one Rust arch ($1: x86_64|aarch64) as ET_EXEC and ET_DYN into
-# $2/payload-exec and $2/payload-dyn. Plain rustc + ld: nothing from libc, no relocations.
-build_payload() {
-	local t=$1 out=$2 ld=ld kind rm cfg
-	[ "$t" = aarch64 ] && ld=aarch64-linux-gnu-ld
+# Builds the no_std payload for ARCH as ET_EXEC and ET_DYN into OUT/payload-exec and
+# OUT/payload-dyn. Plain rustc + ld: nothing from libc, no relocations.
+build_payload() ( # build_payload ARCH OUT (in a subshell: the arch's facts stay in it)
+	local out=$2 kind rm cfg
+	arch_facts "$1"
 	mkdir -p "$out"
 	for kind in exec dyn; do
 		if [ "$kind" = dyn ]; then rm=pie cfg="--cfg payload_dyn"; else rm=static cfg=; fi
 		# shellcheck disable=SC2086
-		rustc --edition 2021 --crate-type lib --emit obj --target "$t-unknown-linux-musl" \
+		rustc --edition 2021 --crate-type lib --emit obj --target "$RUST_TARGET" \
 			-C panic=abort -C opt-level=s -C relocation-model=$rm -C debuginfo=0 $cfg \
 			-o "$out/payload-$kind.o" "$BINFMT_APE_ROOT/tests/payload/payload.rs"
 		if [ "$kind" = dyn ]; then
-			$ld -static -pie --no-dynamic-linker -z norelro --build-id=none --gc-sections \
+			"${CROSS}ld" -static -pie --no-dynamic-linker -z norelro --build-id=none --gc-sections \
 				-e _start -o "$out/payload-$kind" "$out/payload-$kind.o"
 		else
-			$ld -static --build-id=none --gc-sections -e _start -o "$out/payload-$kind" "$out/payload-$kind.o"
+			"${CROSS}ld" -static --build-id=none --gc-sections -e _start -o "$out/payload-$kind" "$out/payload-$kind.o"
 		fi
 		rm -f "$out/payload-$kind.o"
 	done
-}
-
-# Rust arch name for a kernel ARCH.
-rust_arch() { case "$1" in arm64|aarch64) echo aarch64 ;; *) echo x86_64 ;; esac; }
+)
 
 # The Debian mirror URI this machine's own apt configuration uses for its main archive, or
 # with "security" for its security archive (deb822 .sources or one-line .list files).
@@ -171,14 +208,17 @@ apt_private_update() { # apt_private_update DIR SUITES APT_OPTIONS...
 # The newest Debian kernel ABI of a series for a Debian release (e.g. 6.12 deb13 -> 6.12.118+deb13).
 # With a third argument N, the N-th newest.
 debian_newest_abi() {
-	APT_TOOL=apt-cache apt_private debian "$DEBIAN_SUITES" amd64,arm64 pkgnames "linux-headers-$1." |
+	APT_TOOL=apt-cache apt_private debian "$DEBIAN_SUITES" "$DEB_ARCHES" pkgnames "linux-headers-$1." |
 		sed -n "s/^linux-headers-\($1\.[0-9]*+$2\)-common\$/\1/p" | sort -V | tail -n "${3:-1}" | head -n1
 }
 
 # The guest's programs (runner, benchmark) for $RUST_TARGET, and the fixtures.
 build_guest_programs() {
 	log "building the guest runner for $RUST_TARGET"
-	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc \
+	# A cross target links with the cross compiler (CARGO_TARGET_<TRIPLE>_LINKER).
+	local linker
+	linker=CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$RUST_TARGET")_LINKER
+	env ${CROSS:+"$linker=${CROSS}gcc"} \
 		cargo build --quiet --release --manifest-path "$BINFMT_APE_ROOT/tests/Cargo.toml" \
 		-p guest --target "$RUST_TARGET" --bins
 	"$BINFMT_APE_ROOT"/scripts/fixtures.sh

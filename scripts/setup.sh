@@ -30,11 +30,16 @@ apt_sources() {
 			sudo_ tee /etc/apt/sources.list.d/binfmt-ape-backports.list >/dev/null
 		changed=1
 	fi
-	if ! dpkg --print-foreign-architectures | grep -qx arm64; then
-		log "adding the arm64 foreign architecture (for busybox-static:arm64)"
-		sudo_ dpkg --add-architecture arm64
-		changed=1
-	fi
+	local a deb
+	for a in $ALL_ARCHES; do
+		[ "$(arch_fact "$a" BUSYBOX)" != /bin/busybox ] || continue
+		deb=$(arch_fact "$a" DEB_ARCH)
+		if ! dpkg --print-foreign-architectures | grep -qx "$deb"; then
+			log "adding the $deb foreign architecture (for busybox-static:$deb)"
+			sudo_ dpkg --add-architecture "$deb"
+			changed=1
+		fi
+	done
 	if [ "$changed" = 1 ] || [ ! -e "$CACHE/.apt-updated" ]; then
 		log "apt-get update"
 		sudo_ apt-get update -qq
@@ -54,24 +59,32 @@ apt_packages() {
 		log "installing: ${missing[*]}"
 		sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 	fi
-	if ! command -v qemu-system-aarch64 >/dev/null || ! command -v qemu-system-x86_64 >/dev/null; then
+	local a qemu=1
+	for a in $ALL_ARCHES; do
+		command -v "$(arch_fact "$a" QEMU)" >/dev/null || qemu=0
+	done
+	if [ "$qemu" = 0 ]; then
 		log "installing QEMU from bookworm-backports"
 		sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 			-t bookworm-backports qemu-system-x86 qemu-system-arm
 	fi
 }
 
-busybox_arm64() {
-	local dir=$CACHE/busybox-arm64
-	[ -x "$dir/bin/busybox" ] && return 0
-	log "fetching busybox-static:arm64"
-	local tmp
-	tmp=$(mktemp -d)
-	(cd "$tmp" && apt-get download -qq busybox-static:arm64)
-	mkdir -p "$dir"
-	dpkg-deb -x "$tmp"/busybox-static_*_arm64.deb "$dir"
-	rm -rf "$tmp"
-	[ -x "$dir/bin/busybox" ] || die "busybox-static:arm64 did not provide bin/busybox"
+# The static busybox of each other arch's guests (lib.sh's BUSYBOX), unpacked from Debian's
+# busybox-static:DEB_ARCH; the host's own is the busybox-static package (/bin/busybox).
+busybox_foreign() {
+	local a busybox deb tmp
+	for a in $ALL_ARCHES; do
+		busybox=$(arch_fact "$a" BUSYBOX) deb=$(arch_fact "$a" DEB_ARCH)
+		[ "$busybox" != /bin/busybox ] && [ ! -x "$busybox" ] || continue
+		log "fetching busybox-static:$deb"
+		tmp=$(mktemp -d)
+		(cd "$tmp" && apt-get download -qq "busybox-static:$deb")
+		mkdir -p "${busybox%/bin/busybox}"
+		dpkg-deb -x "$tmp"/busybox-static_*_"$deb".deb "${busybox%/bin/busybox}"
+		rm -rf "$tmp"
+		[ -x "$busybox" ] || die "busybox-static:$deb did not provide bin/busybox"
+	done
 }
 
 rust_parts() {
@@ -85,9 +98,10 @@ rust_parts() {
 	grep -q '^rust-src' <<<"$have" || { log "rustup component add rust-src"; rustup component add rust-src; }
 	grep -q '^clippy' <<<"$have" || { log "rustup component add clippy"; rustup component add clippy; }
 	grep -q '^rustfmt' <<<"$have" || { log "rustup component add rustfmt"; rustup component add rustfmt; }
-	local targets t
+	local targets t a
 	targets=$(rustup target list --installed)
-	for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
+	for a in $ALL_ARCHES; do
+		t=$(arch_fact "$a" RUST_TARGET)
 		grep -qx "$t" <<<"$targets" || { log "rustup target add $t"; rustup target add "$t"; }
 	done
 	if ! bindgen --version 2>/dev/null | grep -q " $BINDGEN_VERSION\$"; then
@@ -102,7 +116,7 @@ main() {
 	mkdir -p "$CACHE"
 	apt_sources
 	apt_packages
-	busybox_arm64
+	busybox_foreign
 	rust_parts
 	log "prerequisites ready"
 }
