@@ -9,6 +9,7 @@
 set -euo pipefail
 LOG_TAG=kernel
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib-apt.sh"
 
 usage() {
 	cat <<USAGE

@@ -21,6 +21,7 @@ set -euo pipefail
 LOG_TAG=check
 kvers=${KVER:-}
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib-apt.sh"
 
 case "${1:-}" in -h|--help) sed -n '3,19p' "$0"; exit 0 ;; esac
 

@@ -18,10 +18,11 @@
 # The root is cached under $CACHE/debian-root/<key>; the key covers the suites and the
 # versions apt would install of the toolchain packages, so a Debian update makes a new root.
 # Nothing here touches the host's own apt configuration: versions are looked up with a
-# private apt state (lib.sh's apt_private), and the root's sources name this machine's mirror.
+# private apt state (lib-apt.sh's apt_private), and the root's sources name this machine's mirror.
 set -euo pipefail
 LOG_TAG=debian-root
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib-apt.sh"
 
 ROOT_SUITES="trixie trixie-updates trixie-security trixie-backports"
 ROOT_PACKAGES="rustc rust-src bindgen libclang-dev gcc make libc6-dev bc kmod xz-utils

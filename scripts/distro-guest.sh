@@ -9,10 +9,11 @@
 #        MODE: check (default) or demo; MODE=kernel|bundled forces a build mode; TIMEOUT;
 #        APE_KO=path boots that module instead of building one)
 # Prints the console log's path; the module's build log is beside it. Packages come from a
-# private apt state (lib.sh's apt_private) and are cached under $CACHE/debian-kernel.
+# private apt state (lib-apt.sh's apt_private) and are cached under $CACHE/debian-kernel.
 set -euo pipefail
 LOG_TAG=debian
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib-apt.sh"
 
 rel=${1:?usage: distro-guest.sh RELEASE [MODE [ARGS...]]}
 shift

@@ -14,6 +14,7 @@
 set -euo pipefail
 LOG_TAG=patches
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib-apt.sh"
 
 case "${1:-}" in -h|--help) sed -n '3,14p' "$0"; exit 0 ;; esac
 

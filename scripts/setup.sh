@@ -9,6 +9,7 @@
 set -euo pipefail
 LOG_TAG=setup
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib-apt.sh"
 
 BINDGEN_VERSION=0.73.2
 
