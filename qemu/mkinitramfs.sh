@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Build a guest initramfs for ARCH: busybox, the test runner and the benchmark, binfmt_ape.ko,
-# binfmt_misc.ko (with modules.dep, for the module's request_module), the real APEs, the
-# fixtures and the corpus. Its init runs `ape-runner MODE...` (`ape-bench ARGS...` for MODE
-# bench) and powers off.
-#
-# Usage: mkinitramfs.sh OUT.cpio.gz KERNEL_BUILD_DIR MODULE.ko MODE [ARGS...]
-#   MODULE.ko is "" for a kernel with binfmt_ape built in.
-#   APE_FILE=path   also copy a user's APE to /ape/user/<name> (demo)
-#   PROFILE_KO=path the bench build of the module, as /lib/modules/binfmt_ape-bench.ko (bench)
-#   For a kernel not built here (a distribution's), KERNEL_BUILD_DIR is its headers and these
-#   say where the rest is: KRELEASE (its release), MISC_KO (its binfmt_misc.ko, if a module),
-#   KSELFTESTS (tools/testing/selftests of its source).
+# Build a guest's initramfs: busybox, the guest programs, the modules, the APEs and the
+# selftests; its init runs the guest programs and powers off.
 set -euo pipefail
 LOG_TAG=initramfs
 . "$(dirname "$0")/../scripts/lib.sh"
 
-[ $# -ge 4 ] || { sed -n '3,10p' "$0"; exit 2; }
+usage() {
+	cat <<EOF
+Usage: $0 OUT.cpio.gz KERNEL_BUILD_DIR MODULE.ko MODE [ARGS...]
+Builds a guest initramfs for ARCH (${ALL_ARCHES// / or }): busybox, the test runner and the
+benchmark, binfmt_ape.ko, binfmt_misc.ko (with modules.dep, for the module's request_module),
+the real APEs, the fixtures, the corpus and the exec selftests. Its init runs
+ape-runner MODE ARGS... (ape-bench ARGS... for MODE bench) and powers off.
+MODULE.ko is "" for a kernel with binfmt_ape built in. Environment:
+  APE_FILE=PATH    also copy a file to /ape/user/NAME (demo)
+  PROFILE_KO=PATH  the bench build of the module, as /lib/modules/binfmt_ape-bench.ko (bench)
+For a kernel not built here (a distribution's), KERNEL_BUILD_DIR is its headers and these say
+where the rest is: KRELEASE (its release), MISC_KO (its binfmt_misc.ko, if a module),
+KSELFTESTS (tools/testing/selftests of its source), FS_MODULES (file-system modules and their
+load order).
+EOF
+}
+
+case "${1:-}" in -h|--help) usage; exit 0 ;; esac
+[ $# -ge 4 ] || { usage >&2; exit 2; }
 out=$1 kdir=$2 ko=$3
 shift 3
 arch_facts "$ARCH"

@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Boot a kernel and initramfs under QEMU (TCG) with a hard timeout, saving the console to LOG.
-# Exit status: 0 when the guest reported "binfmt-ape-guest: exit 0", 1 otherwise; a hung or
-# panicking guest is a failure and its console is printed.
-#
-# Usage: run.sh KERNEL_IMAGE INITRAMFS LOG [TIMEOUT_SECONDS]
-#   (QEMU_EXTRA: more QEMU options; KERNEL_APPEND: more kernel command line)
+# Boot a kernel and initramfs under QEMU (TCG) with a hard timeout, saving the console.
 set -euo pipefail
 LOG_TAG=qemu
 . "$(dirname "$0")/../scripts/lib.sh"
 
-[ $# -ge 3 ] || { sed -n '3,8p' "$0"; exit 2; }
+usage() {
+	cat <<EOF
+Usage: $0 KERNEL_IMAGE INITRAMFS LOG [TIMEOUT_SECONDS]
+Boots KERNEL_IMAGE with INITRAMFS in QEMU (TCG) for ARCH (${ALL_ARCHES// / or }), saving the
+console to LOG; TIMEOUT_SECONDS (default 600) ends it. Exit status: 0 when the guest reported
+"binfmt-ape-guest: exit 0", 1 otherwise; a hung or panicking guest is a failure and its
+console is printed. QEMU_EXTRA: more QEMU options; KERNEL_APPEND: more kernel command line.
+EOF
+}
+
+case "${1:-}" in -h|--help) usage; exit 0 ;; esac
+[ $# -ge 3 ] || { usage >&2; exit 2; }
 image=$1 initrd=$2 log=$3 limit=${4:-600}
 arch_facts "$ARCH"
 command -v "${QEMU[0]}" >/dev/null || die "${QEMU[0]} not found (run scripts/setup.sh)"

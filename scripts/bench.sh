@@ -1,15 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# `make bench`: exec latency of APEs through binfmt_ape against a native ELF, binfmt_misc with
-# cosmopolitan's loader and the shell fallback, on each arch in ARCHES (default both; ARCH=
-# picks one), Linux $KVER. Each guest runs tests/guest/src/bench.rs twice: under QEMU's
-# `-icount shift=0,sleep=off` (guest time counts instructions: stable figures, independent of
-# host load) and on the wall clock. Writes build/bench/bench-ARCH.json, a table
-# (build/bench/bench.md) and a chart (build/bench/bench.svg, matplotlib).
-#   BENCH_ITERATIONS  execs per scenario (default 1000)
-#   BENCH_CLOCKS      which runs (default "icount wall")
-#   BENCH_SMOKE=1     a short icount run that checks the benchmark still works (make check)
+# `make bench`: exec latency of APEs through binfmt_ape against other ways to start them, in
+# guests; a table, JSON and a chart in build/bench/.
 set -euo pipefail
 # Before lib.sh, which defaults ARCH to x86_64.
 asked_arch=${ARCH:-}
@@ -17,7 +10,25 @@ LOG_TAG=bench
 . "$(dirname "$0")/lib.sh"
 arches=${asked_arch:-${ARCHES:-$ALL_ARCHES}}
 
-case "${1:-}" in -h|--help) sed -n '3,13p' "$0"; exit 0 ;; esac
+usage() {
+	cat <<EOF
+Usage: $0
+Exec latency of APEs through binfmt_ape against a native ELF, binfmt_misc with cosmopolitan's
+loader and the shell fallback, on Linux KVER (default 6.12), on each arch in ARCHES (default
+$ALL_ARCHES; ARCH= picks one). Each guest runs tests/guest/src/bench.rs twice: under QEMU's
+-icount shift=0,sleep=off (guest time counts instructions: stable figures, independent of
+host load) and on the wall clock. Writes build/bench/bench-ARCH-CLOCK.json, a table
+(build/bench/bench.md) and a chart (build/bench/bench.svg, matplotlib). Environment:
+  BENCH_ITERATIONS  execs per scenario (default 1000)
+  BENCH_CLOCKS      which runs (default "icount wall")
+  BENCH_SMOKE=1     a short icount run that checks the benchmark still works (make check)
+EOF
+}
+
+case "${1:-}" in
+-h|--help) usage; exit 0 ;;
+?*) usage >&2; exit 2 ;;
+esac
 iterations=${BENCH_ITERATIONS:-1000}
 clocks=${BENCH_CLOCKS:-icount wall}
 [ -n "${BENCH_SMOKE:-}" ] && iterations=8 clocks=icount

@@ -1,23 +1,28 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Fetch Debian's linux-source-$KVER, configure it from tinyconfig plus
-# qemu/config fragments, refuse a .config without CONFIG_RUST=y, and build the
-# kernel image and modules (for Module.symvers). Output is cached under
-# $CACHE/kernel/<key>; an unchanged rerun prints the directory and does nothing.
-# Prints the build directory on stdout.
+# A guest kernel with Rust, built from Debian's linux-source and qemu/config fragments, cached.
 set -euo pipefail
 LOG_TAG=kernel
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-apt.sh"
 
 usage() {
-	cat <<USAGE
-Usage: $0 [--help]
-Environment: KVER (default 6.12), ARCH (x86_64|arm64), VARIANT (default),
-             BINFMT_APE_CACHE (default ~/.cache/binfmt-ape), JOBS,
-             KERNEL_TREE (a git tree to build instead of Debian's linux-source-KVER)
-USAGE
+	cat <<EOF
+Usage: $0
+Fetches Debian's linux-source-KVER, configures it from tinyconfig plus the qemu/config
+fragments (base, the arch's, the variant's), refuses a .config without CONFIG_RUST=y, and
+builds the kernel image and modules (for Module.symvers). The output is cached as
+  $CACHE/kernel/KVER-ARCH-VARIANT-KEY
+where KEY covers the source version, the fragments and the toolchain; an unchanged rerun does
+nothing. Prints the build directory on stdout. Environment:
+  KVER              kernel series (default 6.12)
+  ARCH              ${ALL_ARCHES// / or } (default x86_64)
+  VARIANT           qemu/config/variant-VARIANT.config (default: default)
+  KERNEL_TREE       a git tree to build instead of Debian's linux-source-KVER
+  JOBS              make -j (default: cores + 1)
+  BINFMT_APE_CACHE  the cache (default ~/.cache/binfmt-ape)
+EOF
 }
 
 configure() {
@@ -52,7 +57,10 @@ configure() {
 }
 
 main() {
-	case "${1:-}" in -h|--help) usage; exit 0 ;; esac
+	case "${1:-}" in
+	-h|--help) usage; exit 0 ;;
+	?*) usage >&2; exit 2 ;;
+	esac
 	arch_facts "$ARCH"
 	[ -e "$BINFMT_APE_ROOT/qemu/config/variant-$VARIANT.config" ] ||
 		die "no variant '$VARIANT' (qemu/config/variant-*.config)"

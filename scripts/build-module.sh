@@ -1,14 +1,26 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Build binfmt_ape.ko against a kernel build directory ($1) for ARCH, with its output in
-# build/module/<kernel dir name> (make MO=...), so several kernels can be built side by side
-# and nothing is generated in the sources. Prints the .ko path on stdout.
+# Build binfmt_ape.ko against a kernel built here, its output beside the other kernels'.
 set -euo pipefail
 LOG_TAG=module
 . "$(dirname "$0")/lib.sh"
 
-case "${1:-}" in -h|--help|"") echo "Usage: $0 KERNEL_BUILD_DIR   (ARCH=x86_64|arm64, CLIPPY=1, APE_BENCH=1 for make bench)"; exit 0 ;; esac
+usage() {
+	cat <<EOF
+Usage: $0 KERNEL_BUILD_DIR
+Builds binfmt_ape.ko against the kernel build directory for ARCH (${ALL_ARCHES// / or }), with
+its output in build/module/<kernel dir name> (make MO=...), so several kernels can be built
+side by side and nothing is generated in the sources; warnings fail the build. Prints the .ko
+path on stdout. Environment: CLIPPY=1 (lint), APE_BENCH=1 (make bench's profiling build),
+MODE=kernel|bundled.
+EOF
+}
+
+case "${1:-}" in
+-h|--help) usage; exit 0 ;;
+"") usage >&2; exit 2 ;;
+esac
 kdir=$1
 arch_facts "$ARCH"
 out=$BUILD/module/$(basename "$kdir")${APE_BENCH:+-bench}${MODE:+-$MODE}

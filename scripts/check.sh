@@ -1,34 +1,51 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# `make check`: every test. Host side (decoder unit, differential and corpus tests, fixture
-# determinism, clippy, rustfmt, a fuzz smoke run), then the guest suite on every kernel of
-# two matrices, and one line at the end: "N passed, N failed".
-# - Kernels built here, with the module built in kernel-Rust mode: GUESTS, a list of
-#   KVER/ARCH[/VARIANT] (default: 6.12 x86_64, 7.3 arm64 with 64K pages, and the 7.3 x86_64
-#   debug kernel: KASAN, kmemleak, lockdep, fault injection; "none" for none); KVER, ARCHES
-#   or VARIANT make it their cross product instead.
-# - The upstream series (make patches): applies, checkpatch, and 7.3 x86_64 with it built in
-#   runs the guest suite (PATCHES=0 skips).
-# - Debian's stock kernels, unmodified, with the module built in a Debian 13 root as a user
-#   would (bundled Rust: Debian's kernels have no usable Rust metadata): DEB_KERNELS, a list of
-#   releases (default: the newest 6.12+deb13 as amd64, arm64 and arm64-16k, and 7.3.4+deb13 as
-#   amd64 and arm64; "none" for none).
-# - The Debian packages: make deb, and on Debian's 6.12 and 7.3 amd64 the apt-get install ->
-#   DKMS -> boot -> kernel update -> purge cycle (DKMS_KERNELS).
-# HOST_TESTS=0 skips the host side (make distro-check, which also sets DKMS_KERNELS=none).
+# `make check`: every test, host side and guests, in three lanes side by side; ends with one
+# line, "N passed, N failed".
 set -euo pipefail
 LOG_TAG=check
 kvers=${KVER:-}
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-apt.sh"
 
-case "${1:-}" in -h|--help) sed -n '3,19p' "$0"; exit 0 ;; esac
-
 DEFAULT_GUESTS="6.12/x86_64 7.3/arm64/64k 7.3/x86_64/debug"
+DEFAULT_KVERS="6.12 7.3"
+
+usage() {
+	cat <<EOF
+Usage: $0
+Every test: the host side (decoder unit, differential and corpus tests, fixture determinism,
+clippy, rustfmt, a fuzz smoke run), then the guest suite on every kernel of two matrices, and
+one line at the end: "N passed, N failed". Environment:
+  GUESTS        kernels built here, with the module in kernel-Rust mode: a list of
+                KVER/ARCH[/VARIANT], or "none"; default (the 7.3 x86_64 debug kernel has
+                KASAN, kmemleak, lockdep and fault injection):
+                $DEFAULT_GUESTS
+  KVER, ARCHES, VARIANT
+                instead of GUESTS: each series of KVER (default $DEFAULT_KVERS) on each arch
+                of ARCHES (default $ALL_ARCHES), variant VARIANT (default: default)
+  PATCHES=0     skip the upstream series (make patches: applies, checkpatch, and 7.3 x86_64
+                with it built in runs the guest suite)
+  DEB_KERNELS   Debian's stock kernels, unmodified, with the module built in a Debian 13 root
+                as a user would (bundled Rust): a list of releases (default: the newest
+                6.12+deb13 as amd64, arm64 and arm64-16k, and 7.3.4+deb13 as amd64 and arm64;
+                "none" for none)
+  DKMS_KERNELS  the Debian packages' cycle (make deb, then apt-get install -> DKMS -> boot ->
+                kernel update -> purge) on these releases (default: the newest 6.12+deb13 and
+                7.3.4+deb13, amd64; "none" for none)
+  HOST_TESTS=0  skip the host side (make distro-check, which also sets DKMS_KERNELS=none)
+  FUZZ_SECONDS  the fuzz smoke run's length (default 60)
+EOF
+}
+
+case "${1:-}" in
+-h|--help) usage; exit 0 ;;
+?*) usage >&2; exit 2 ;;
+esac
 if [ -z "${GUESTS:-}" ]; then
 	if [ -n "$kvers" ] || [ -n "${ARCHES:-}" ] || [ "$VARIANT" != default ]; then
-		for k in ${kvers:-6.12 7.3}; do
+		for k in ${kvers:-$DEFAULT_KVERS}; do
 			for a in ${ARCHES:-$ALL_ARCHES}; do GUESTS+=" $k/$a/$VARIANT"; done
 		done
 	else

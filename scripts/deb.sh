@@ -1,13 +1,26 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# `make deb`: binfmt-ape-dkms_<version>_all.deb and binfmt-ape-utils_<version>_<arch>.deb,
-# built with Debian's own tooling (dpkg-buildpackage, debhelper, dh-dkms) in the Debian 13 root
-# (scripts/debian-root.sh) from a copy of this tree's files, then checked with lintian.
-# Leaves the packages and lintian's report in build/deb/ and prints that directory.
+# `make deb`: the Debian packages, built with Debian's own tooling in the Debian 13 root.
 set -euo pipefail
 LOG_TAG=deb
 . "$(dirname "$0")/lib.sh"
+
+usage() {
+	cat <<EOF
+Usage: $0
+Builds binfmt-ape-dkms_VERSION_all.deb and binfmt-ape-utils_VERSION_ARCH.deb with Debian's
+own tooling (dpkg-buildpackage, debhelper, dh-dkms) in the Debian 13 root
+(scripts/debian-root.sh) from a copy of this tree's files (tracked and new), then checks them
+with lintian (an error fails). Leaves the packages, the build log and lintian's report in
+$BINFMT_APE_ROOT/build/deb and prints that directory.
+EOF
+}
+
+case "${1:-}" in
+-h|--help) usage; exit 0 ;;
+?*) usage >&2; exit 2 ;;
+esac
 
 cd "$BINFMT_APE_ROOT"
 out=$BINFMT_APE_ROOT/build/deb

@@ -2,23 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # A Debian 13 (trixie) machine to build the module on, the way a user of Debian's stock
-# kernels would: a root made by mmdebstrap from Debian's own packages (rustc, rust-src,
-# bindgen, libclang, gcc, make, the arm64 cross compiler, and what packaging and DKMS take:
-# dkms, debhelper, dh-dkms, lintian), then, per kernel release, that
-# release's headers and its series' linux-source package, installed with the root's apt.
-#
-#   scripts/debian-root.sh                 print the root's path (made if missing)
-#   scripts/debian-root.sh release REL     also install REL's headers (e.g. 7.3.4+deb13-arm64)
-#                                          and linux-source-X.Y; prints the root's path
-#   scripts/debian-root.sh source X.Y      also install linux-source-X.Y; prints the root's path
-#   scripts/debian-root.sh run CMD...      run CMD inside the root (/proc, /dev, /work bound)
-#   scripts/debian-root.sh scratch CMD...  the same in a throwaway copy (an overlay): what CMD
-#                                          installs or removes is gone afterwards
-#
-# The root is cached under $CACHE/debian-root/<key>; the key covers the suites and the
-# versions apt would install of the toolchain packages, so a Debian update makes a new root.
-# Nothing here touches the host's own apt configuration: versions are looked up with a
-# private apt state (lib-apt.sh's apt_private), and the root's sources name this machine's mirror.
+# kernels would: a root made by mmdebstrap from Debian's own packages, with the headers of
+# the kernel releases asked for.
 set -euo pipefail
 LOG_TAG=debian-root
 . "$(dirname "$0")/lib.sh"
@@ -27,6 +12,30 @@ LOG_TAG=debian-root
 ROOT_SUITES="trixie trixie-updates trixie-security trixie-backports"
 ROOT_PACKAGES="rustc rust-src bindgen libclang-dev gcc make libc6-dev bc kmod xz-utils
 	gcc-aarch64-linux-gnu ca-certificates dkms debhelper dh-dkms build-essential fakeroot lintian"
+
+usage() {
+	cat <<EOF
+Usage: $0 [COMMAND]
+A Debian 13 root made by mmdebstrap from Debian's own packages:
+  suites:   $ROOT_SUITES
+  packages: $(echo $ROOT_PACKAGES | fold -s -w 80 | sed 's/ $//; 2,$s/^/            /')
+then, per kernel release, that release's headers and its series' linux-source package,
+installed with the root's apt. Commands:
+  (none)         print the root's path (made if missing)
+  release REL    also install REL's headers (e.g. 7.3.4+deb13-arm64) and linux-source-X.Y;
+                 print the root's path
+  source X.Y     also install linux-source-X.Y; print the root's path
+  run CMD...     run CMD inside the root (/proc, /dev, this tree at /work bound)
+  scratch CMD... the same in a throwaway copy (an overlay): what CMD installs or removes is
+                 gone afterwards
+The root is cached as
+  $CACHE/debian-root/KEY
+where KEY covers the suites and the versions apt would install of the packages, so a Debian
+update makes a new root. Nothing here touches the host's own apt configuration: versions are
+looked up with a private apt state (lib-apt.sh's apt_private), and the root's sources name
+this machine's mirror.
+EOF
+}
 
 root_key() {
 	local versions
@@ -116,7 +125,7 @@ install_release() {
 }
 
 case "${1:-}" in
--h|--help) sed -n '3,20p' "$0" ;;
+-h|--help) usage ;;
 "") make_root ;;
 release) dir=$(make_root); with_lock "$dir.lock" install_release "$dir" "${2:?release}"; echo "$dir" ;;
 source)
@@ -128,5 +137,5 @@ source)
 	echo "$dir" ;;
 run) shift; dir=$(make_root); in_root "$dir" "$@" ;;
 scratch) shift; dir=$(make_root); SCRATCH=1 in_root "$dir" "$@" ;;
-*) die "unknown command '$1' (see --help)" ;;
+*) usage >&2; exit 2 ;;
 esac

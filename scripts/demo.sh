@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# `make demo`: boot a QEMU guest (ARCH, default x86_64) with binfmt_ape and run a real APE
-# natively: cosmo's ent.com by default, or the given file with its arguments.
-# Usage: demo.sh [APE [ARGS...]]
+# `make demo`: a real APE run natively in a QEMU guest with binfmt_ape.
 set -euo pipefail
 LOG_TAG=demo
 . "$(dirname "$0")/lib.sh"
 
-case "${1:-}" in -h|--help) sed -n '3,7p' "$0"; exit 0 ;; esac
+usage() {
+	cat <<EOF
+Usage: $0 [APE [ARGS...]]
+Boots a QEMU guest (KVER, default 6.12; ARCH, default x86_64) and runs an APE there without
+and with binfmt_ape: cosmo's ent.com, or the file APE with ARGS. Installs what it needs first
+(scripts/setup.sh). TIMEOUT: seconds before the guest counts as hung (default 300).
+EOF
+}
+
+case "${1:-}" in -h|--help) usage; exit 0 ;; esac
 "$BINFMT_APE_ROOT"/scripts/setup.sh
 args=()
 if [ $# -gt 0 ]; then

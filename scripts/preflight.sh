@@ -1,23 +1,35 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Before building binfmt_ape against KDIR: check what the build needs, choose the build mode,
-# and say what is missing in one message, with the packages that provide it.
-#
-#   scripts/preflight.sh KDIR [OUT]     OUT: where to unpack the series' source (bundled mode)
-#
-# Modes (MODE=kernel|bundled forces one):
-#   kernel   the kernel's own Rust: CONFIG_RUST=y, its rust/ metadata present in KDIR, and
-#            `rustc --version` byte-identical to CONFIG_RUSTC_VERSION_TEXT (rustc hashes its
-#            version into every crate, so no other rustc can use that metadata);
-#   bundled  everything else, CONFIG_RUST=n included: the kernel's Rust support crates are
-#            compiled from the same series' source (KSRC=, KDIR/source of a build tree, or the
-#            linux-source-X.Y package's tarball in /usr/src, unpacked into OUT) and linked into
-#            the module.
-# Human-readable lines go to stderr; on success stdout holds the make variables for Kbuild.
+# Before building binfmt_ape against KDIR (make runs it first; so does DKMS): check what the
+# build needs, choose the build mode, and say what is missing in one message, with the
+# packages that provide it.
 set -uo pipefail
 
-kdir=${1:?usage: preflight.sh KDIR [OUT]}
+usage() {
+	cat <<EOF
+Usage: $0 KDIR [OUT]
+Checks what building binfmt_ape against the kernel tree KDIR needs and chooses the build mode;
+OUT is where to unpack the series' source in bundled mode (default: ./build). Modes
+(MODE=kernel|bundled forces one):
+  kernel   the kernel's own Rust: CONFIG_RUST=y, its rust/ metadata present in KDIR, and
+           rustc --version byte-identical to CONFIG_RUSTC_VERSION_TEXT (rustc hashes its
+           version into every crate, so no other rustc can use that metadata);
+  bundled  everything else, CONFIG_RUST=n included: the kernel's Rust support crates are
+           compiled from the same series' source (KSRC=, KDIR/source of a build tree, or the
+           linux-source-X.Y package's tarball in /usr/src, unpacked into OUT) and linked into
+           the module.
+Human-readable lines go to stderr (PREFLIGHT_VERBOSE=1: also the tools found); on success
+stdout holds the make variables for Kbuild. Everything missing is named in one message, each
+with the packages that provide it. RUSTC and BINDGEN name other tools.
+EOF
+}
+
+case "${1:-}" in
+-h|--help) usage; exit 0 ;;
+"") usage >&2; exit 2 ;;
+esac
+kdir=$1
 out=${2:-$PWD/build}
 mode=${MODE:-}
 RUSTC=${RUSTC:-rustc} BINDGEN=${BINDGEN:-bindgen}

@@ -1,11 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Install everything binfmt_ape's build and tests need on a Debian bookworm host:
-# QEMU (bookworm-backports), the kernel build toolchain, libclang 19, the arm64
-# cross compiler, busybox-static for both guest arches, the Rust pieces the
-# kernel and the guest programs need, and a pinned bindgen-cli.
-# Idempotent: a second run only checks.
+# Install what binfmt_ape's build and tests need on a Debian bookworm host (make setup; the
+# other make targets run it first).
 set -euo pipefail
 LOG_TAG=setup
 . "$(dirname "$0")/lib.sh"
@@ -14,11 +11,15 @@ LOG_TAG=setup
 BINDGEN_VERSION=0.73.2
 
 usage() {
-	cat <<USAGE
-Usage: $0 [--help]
-Installs host prerequisites (needs root for apt). Environment:
-  BINFMT_APE_CACHE  cache directory (default ~/.cache/binfmt-ape)
-USAGE
+	cat <<EOF
+Usage: $0
+Installs everything binfmt_ape's build and tests need on a Debian bookworm host (apt needs
+root; sudo is used otherwise): QEMU (bookworm-backports, on this machine's own mirror), the
+kernel build toolchain, libclang 19, the cross compiler, busybox-static for each guest arch
+($ALL_ARCHES), the Rust toolchain $RUST_TOOLCHAIN with rust-src, clippy, rustfmt and the musl
+targets, and bindgen-cli $BINDGEN_VERSION. Idempotent: a second run only checks.
+Environment: BINFMT_APE_CACHE (default ~/.cache/binfmt-ape).
+EOF
 }
 
 sudo_() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -112,7 +113,10 @@ rust_parts() {
 }
 
 main() {
-	case "${1:-}" in -h|--help) usage; exit 0 ;; esac
+	case "${1:-}" in
+	-h|--help) usage; exit 0 ;;
+	?*) usage >&2; exit 2 ;;
+	esac
 	[ -r /etc/debian_version ] || die "this script expects Debian bookworm"
 	mkdir -p "$CACHE"
 	apt_sources
