@@ -3,9 +3,9 @@
 //! binfmt_ape's guest test runner: runs inside the QEMU guest (started by the initramfs's
 //! init), execs programs directly with `fork` + `execve`, and prints KTAP.
 //!
-//! `ape-runner check [PREFIX...]`   the whole suite, or the tests named so (plan first, one
-//!                      line per test; a test that needs an earlier one's work, as `misc.*`
-//!                      needs `misc.register_rules`, must be named with it)
+//! `ape-runner check [PREFIX...]`   the whole suite, or the tests named so, with `insmod`
+//!                      (plan first, one line per test; the tests that unload and reload the
+//!                      module, from `rmmod` on, are one sequence and are named together)
 //! `ape-runner demo [APE [ARGS...]]`  show an APE running natively
 //! `ape-runner soak SECONDS`  the exec storm (`storm.rs`) for that long
 //!

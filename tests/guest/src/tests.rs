@@ -6,7 +6,9 @@
 use crate::exec::{self, run, run_as, run_how, spawn, As, How, Outcome, Run, Stdin};
 use crate::storm;
 use std::fs;
+use std::io::Read;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::process::Command;
 
 const MODULE: &str = "/lib/modules/binfmt_ape.ko";
@@ -455,9 +457,6 @@ fn cached_pages(path: &str, pages: usize) -> Result<Vec<bool>, String> {
     }
 }
 
-/// Read errors that [`failed_reads`] caused: the only ones `counters` accepts.
-static INJECTED_READ_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
 /// With fail_make_request failing the block I/O of the exec's task, an APE whose window
 /// reaches past the first page, of which only the first page is cached, fails with EIO,
 /// counted in `read_errors`; afterwards it runs. The file lies on ext2 on a loop device:
@@ -504,15 +503,11 @@ fn failed_reads() -> Check {
         set("verbose", "0")?;
         write(&format!("/sys/block/{dev}/make-it-fail"), "1")?;
         set("probability", "100")?;
-        let before = counter("read_errors");
         let disarm = || {
             set("probability", "0")?;
             write(&format!("/sys/block/{dev}/make-it-fail"), "0")
         };
-        let r = injected_failure(&ape, libc::EIO, "read_errors", disarm);
-        let caused = counter("read_errors").saturating_sub(before);
-        INJECTED_READ_ERRORS.fetch_add(caused, std::sync::atomic::Ordering::Relaxed);
-        r
+        injected_failure(&ape, libc::EIO, "read_errors", disarm)
     })();
     let unmounted = sh("umount", &[MNT]);
     let _ = fs::remove_file(IMG);
@@ -547,40 +542,146 @@ fn fat_elf_header() -> Result<Vec<u8>, String> {
         .ok_or_else(|| format!("no ELF image for {ARCH} in {FAT}"))
 }
 
-/// Mounts binfmt_misc with rules for every APE magic, the way Wine's MZ rule catches APEs.
-fn mount_misc_with_rules() -> Check {
-    sh("mount", &["-t", "binfmt_misc", "none", MISC])?;
-    for rule in [
-        ":mz:M::MZ::/bin/sentinel:",
-        ":jartsr:M::jartsr::/bin/sentinel:",
-        ":apedbg:M::APEDBG::/bin/sentinel:",
-    ] {
-        write(&format!("{MISC}/register"), rule)?;
-    }
-    Ok(())
+/// binfmt_misc rules for every APE magic, the way Wine's MZ rule catches APEs.
+const APE_RULES: [&str; 3] = [
+    ":mz:M::MZ::/bin/sentinel:",
+    ":jartsr:M::jartsr::/bin/sentinel:",
+    ":apedbg:M::APEDBG::/bin/sentinel:",
+];
+
+/// The name a binfmt_misc rule gives itself (its first field).
+fn rule_name(rule: &str) -> &str {
+    rule.split(':').nth(1).unwrap_or_default()
 }
 
-/// Kernel log lines that report a bug, a warning or a crash.
+/// Runs `f` with binfmt_misc mounted: mounted for it, and unmounted again, if it was not.
+fn with_misc(f: impl FnOnce() -> Check) -> Check {
+    let mount = !std::path::Path::new(&format!("{MISC}/register")).exists();
+    if mount {
+        sh("mount", &["-t", "binfmt_misc", "none", MISC])?;
+    }
+    let r = f();
+    if mount {
+        r.and(sh("umount", &[MISC]))
+    } else {
+        r
+    }
+}
+
+/// Runs `f` with the binfmt_misc `rules` registered (binfmt_misc mounted first if it is not),
+/// and removes them again, whatever `f` returned.
+fn with_rules(rules: &[&str], f: impl FnOnce() -> Check) -> Check {
+    with_misc(|| {
+        let mut added = Vec::new();
+        let mut r = rules.iter().try_for_each(|rule| {
+            write(&format!("{MISC}/register"), rule)?;
+            added.push(rule_name(rule));
+            Ok(())
+        });
+        if r.is_ok() {
+            r = f();
+        }
+        for name in added.into_iter().rev() {
+            let removed = write(&format!("{MISC}/{name}"), "-1");
+            r = r.and(removed);
+        }
+        r
+    })
+}
+
+/// Whether a kernel log line reports a bug, a warning or a crash.
+fn is_problem(line: &str) -> bool {
+    [
+        "BUG",
+        "WARNING",
+        "Oops",
+        "rust_panic",
+        "Call Trace",
+        "kernel panic",
+    ]
+    .iter()
+    .any(|w| line.contains(w))
+}
+
+/// Kernel log lines that report a bug, a warning or a crash, since boot.
 fn kernel_log_problems() -> Vec<String> {
     dmesg()
         .lines()
-        .filter(|l| {
-            [
-                "BUG",
-                "WARNING",
-                "Oops",
-                "rust_panic",
-                "Call Trace",
-                "kernel panic",
-            ]
-            .iter()
-            .any(|w| l.contains(w))
-        })
+        .filter(|l| is_problem(l))
         .map(String::from)
         .collect()
 }
 
-/// A set-user-ID root copy of the fat fixture at `path`.
+/// A point in the kernel log. The records logged after it, read from /dev/kmsg, are what a
+/// test caused: whatever earlier tests logged, and however full the ring is.
+struct LogMark(fs::File);
+
+impl LogMark {
+    fn now() -> Result<Self, String> {
+        const KMSG: &str = "/dev/kmsg";
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(KMSG)
+            .map_err(|e| format!("{KMSG}: {e}"))?;
+        // SAFETY: Seeking an open descriptor; SEEK_END on /dev/kmsg moves past every record.
+        if unsafe { libc::lseek(f.as_raw_fd(), 0, libc::SEEK_END) } < 0 {
+            return Err(format!("{KMSG}: {}", std::io::Error::last_os_error()));
+        }
+        Ok(Self(f))
+    }
+
+    /// The messages logged since the mark, as dmesg prints them.
+    fn since(mut self) -> Vec<String> {
+        let (mut lines, mut rec) = (Vec::new(), vec![0u8; 8192]);
+        loop {
+            match self.0.read(&mut rec) {
+                Ok(n) if n > 0 => lines.extend(rec.get(..n).and_then(kmsg_text)),
+                // Records overwritten before they were read: the next read goes on after them.
+                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+                // EAGAIN: no record left.
+                _ => return lines,
+            }
+        }
+    }
+
+    /// Runs `act`, which must make the kernel log `want`.
+    fn expect(want: &str, act: impl FnOnce() -> Check) -> Check {
+        let mark = Self::now()?;
+        act()?;
+        let logged = mark.since();
+        if logged.iter().any(|l| l.contains(want)) {
+            Ok(())
+        } else {
+            Err(format!("no {want:?} in the kernel log; logged: {logged:?}"))
+        }
+    }
+}
+
+/// The text of a /dev/kmsg record (`prio,seq,time,flags;text\n` and ` KEY=value` lines), with
+/// the `\xNN` escapes it writes for backslashes and unprintable bytes undone.
+fn kmsg_text(rec: &[u8]) -> Option<String> {
+    let start = rec.iter().position(|&b| b == b';')? + 1;
+    let text = rec.get(start..)?;
+    let text = text.split(|&b| b == b'\n').next().unwrap_or(text);
+    let (mut out, mut i) = (Vec::new(), 0);
+    while let Some(&b) = text.get(i) {
+        let escaped = text
+            .get(i..i + 4)
+            .filter(|e| e.starts_with(b"\\x"))
+            .and_then(|e| std::str::from_utf8(&e[2..]).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        if let Some(v) = escaped {
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
 /// A copy of the fat fixture with file capabilities (`cap_net_raw`, permitted and effective).
 fn cap_copy(path: &str) -> Check {
     sh("cp", &[FAT, path])?;
@@ -709,19 +810,16 @@ fn proc_exe_and_maps(path: &str, args: &[&str]) -> Check {
 /// A real APE whose aarch64 segments are aligned below the page size: ENOEXEC, counted as
 /// invalid, and logged with the reason `align`.
 fn declined_align(path: &str) -> Check {
-    let before = counter("declined_invalid");
-    refused(path)?;
-    expect_eq(
-        "declined_invalid increment",
-        counter("declined_invalid").wrapping_sub(before),
-        1,
-    )?;
     let want = format!("binfmt_ape: {}: not run natively: align", base(path));
-    if dmesg().contains(&want) {
-        Ok(())
-    } else {
-        Err(format!("no {want:?} in dmesg"))
-    }
+    LogMark::expect(&want, || {
+        let before = counter("declined_invalid");
+        refused(path)?;
+        expect_eq(
+            "declined_invalid increment",
+            counter("declined_invalid").wrapping_sub(before),
+            1,
+        )
+    })
 }
 
 /// The copy of the fat fixture that the change tests change.
@@ -824,24 +922,6 @@ fn has_filesystem(name: &str) -> bool {
         .is_ok_and(|f| f.lines().any(|l| l.split_whitespace().last() == Some(name)))
 }
 
-/// Runs `f` with a binfmt_misc `rule` registered (binfmt_misc mounted first if it is not),
-/// and removes the rule again, whatever `f` returned.
-fn with_misc_rule(rule: &str, f: impl FnOnce() -> Check) -> Check {
-    let mounted = !std::path::Path::new(&format!("{MISC}/register")).exists();
-    if mounted {
-        sh("mount", &["-t", "binfmt_misc", "none", MISC])?;
-    }
-    let name = rule.split(':').nth(1).ok_or("a rule names itself first")?;
-    let r = write(&format!("{MISC}/register"), rule).and_then(|()| {
-        let r = f();
-        write(&format!("{MISC}/{name}"), "-1").and(r)
-    });
-    if mounted {
-        sh("umount", &[MISC])?;
-    }
-    r
-}
-
 /// An interpreter APE for a binfmt_misc rule with the `C` flag, and a set-user-ID root file
 /// the rule runs through it (plain data: only the rule makes it run). Returns the
 /// `(interpreter, target)` paths.
@@ -916,7 +996,7 @@ fn rewrites_during_execs(execs: usize) -> Check {
     let quotes = statement_quotes(&good);
     check_payload(F, "exec").map_err(|e| format!("before the storm: {e}"))?;
     // Only what the storm adds to the kernel log counts here.
-    let earlier = kernel_log_problems().len();
+    let mark = LogMark::now()?;
     // SAFETY: The runner is single-threaded; the child only rewrites the file, then is killed.
     let writer = unsafe { libc::fork() };
     if writer < 0 {
@@ -985,7 +1065,7 @@ fn rewrites_during_execs(execs: usize) -> Check {
     );
     fs::write(F, &good).map_err(|e| format!("{F}: {e}"))?;
     check_payload(F, "exec").map_err(|e| format!("after the storm: {e}"))?;
-    let problems: Vec<String> = kernel_log_problems().into_iter().skip(earlier).collect();
+    let problems: Vec<String> = mark.since().into_iter().filter(|l| is_problem(l)).collect();
     if !bad.is_empty() {
         return Err(format!("unexpected outcomes: {}", bad.join("; ")));
     }
@@ -1018,97 +1098,172 @@ fn rmmod() -> Check {
     sh("rmmod", &["binfmt_ape"])
 }
 
+/// The plan: each area's tests, in an order that matters only where said here. A test needs
+/// nothing from another but the module's state that this order gives it, and it measures
+/// what it checks (counters, the kernel log) around its own actions.
 fn plan() -> Vec<Test> {
-    let mut v = Vec::new();
     let fix = manifest("/ape/fix");
     let corpus = manifest("/ape/corpus");
     // Decided now, before anything is loaded.
     let _ = builtin();
-
-    // The debug kernel: leaks are looked for at the end; only what happens from here counts.
-    let _ = sh("mount", &["-t", "debugfs", "none", DEBUGFS]);
-    let debug = std::path::Path::new(KMEMLEAK).exists();
+    let debug = debug_kernel();
+    let mut v = Vec::new();
+    // The debug kernel's leak check spans the run: cleared first, scanned last.
     if debug {
         v.push(t("debug.kmemleak_clear", || write(KMEMLEAK, "clear")));
     }
-    v.push(t("manifests_present", {
-        let (f, c) = (fix.len(), corpus.len());
-        move || {
-            if f >= 12 && c >= 40 {
+    v.push(manifests_present(&fix, &corpus));
+    // The module's life: without it, loaded (every area's tests), then unloaded and loaded
+    // again around binfmt_misc, ending unloaded for the tests that load it themselves.
+    v.extend(loading());
+    v.extend(sysctl_tests());
+    // binfmt_ape logs at most 10 refusals in 5 s: the tests that look for their own refusal in
+    // the kernel log come before the corpus, whose refusals use up the log's burst.
+    v.extend(real_ape_tests());
+    v.extend(exec_tests());
+    v.extend(setid_tests());
+    v.push(refusals_logged_by_name());
+    v.extend(fs_tests());
+    if debug {
+        v.extend(fault_tests());
+    }
+    v.extend(corpus_tests(&fix, &corpus));
+    v.push(selftest());
+    v.extend(counter_tests());
+    v.extend(read_tests(debug));
+    v.extend(misc_tests(&fix, &corpus));
+    v.extend(reloading());
+    v.push(m(
+        "selftests.exec_same_with_and_without_module",
+        selftests_same_without_module,
+    ));
+    v.push(m("storm.execs_during_load_unload", move || {
+        let r = storm::storm(2, &storm_programs(), &storm_check_bounds(debug))?;
+        println!("# storm: {r}");
+        Ok(())
+    }));
+    if debug {
+        v.push(t("debug.kmemleak_finds_nothing", || {
+            // Two scans: kmemleak reports an object only once it has looked unreferenced twice.
+            write(KMEMLEAK, "scan")?;
+            write(KMEMLEAK, "scan")?;
+            let report = fs::read_to_string(KMEMLEAK).map_err(|e| format!("{KMEMLEAK}: {e}"))?;
+            if report.trim().is_empty() {
                 Ok(())
             } else {
-                Err(format!("{f} fixtures, {c} corpus cases"))
+                Err(report.lines().take(60).collect::<Vec<_>>().join("\n"))
             }
-        }
-    }));
-    // Without the module: a direct execve of an APE fails, whatever a shell would do.
-    v.push(m("without_module.ent_com_enoexec", || refused(ENT_COM)));
-    v.push(m("without_module.fixture_enoexec", || refused(FAT)));
-    v.push(m("insmod", insmod));
-    v.push(m("loads_binfmt_misc_first", || {
-        // binfmt_ape's init asks for binfmt_misc before registering, so it stays ahead of it.
-        let m = read("/proc/modules")?;
-        if m.contains("binfmt_misc") {
-            Ok(())
-        } else {
-            Err(format!("binfmt_misc not loaded: {m}"))
-        }
-    }));
-    v.push(t("sysctl.enabled_is_1", || {
-        expect_eq("enabled", read(&format!("{SYSCTL}/enabled"))?, "1".into())
-    }));
-    v.push(t("selftest.binfmt_ape", || {
-        // binfmt_ape's kselftest (tools/testing/selftests/exec/binfmt_ape.c in the upstream
-        // series), as the kernel's selftest runner would run it.
-        let path = "/selftests/exec/binfmt_ape";
-        let r = run(path, &[path], Stdin::Null);
-        let out = r.out();
-        if r.outcome == Outcome::Exit(0)
-            && out.contains("# Totals: pass:7 fail:0")
-            && !out.contains("not ok")
-        {
-            Ok(())
-        } else {
-            Err(format!("{}:\n{out}", describe(&r)))
-        }
-    }));
-    if real_apes_run() {
-        v.push(t("ent.output_matches_assimilated_elf", || {
-            let (a, b) = (ent(ENT_COM), ent(ENT_ELF));
-            if a.outcome != Outcome::Exit(0) || b.outcome != Outcome::Exit(0) {
-                return Err(format!(
-                    "ent.com: {}; ent.elf: {}",
-                    describe(&a),
-                    describe(&b)
-                ));
-            }
-            if a.stdout != b.stdout || a.stdout.is_empty() {
-                return Err(format!("outputs differ: {:?} vs {:?}", a.out(), b.out()));
-            }
-            Ok(())
-        }));
-        v.push(t("ent.proc_exe_and_maps_name_the_ape", || {
-            proc_exe_and_maps(ENT_COM, &[])
-        }));
-        v.push(t("pledge.runs", || {
-            let r = run(PLEDGE, &[PLEDGE, "-h"], Stdin::Null);
-            if r.outcome == Outcome::Exit(0) && (r.out() + &r.err()).contains("usage: pledge") {
-                Ok(())
-            } else {
-                Err(describe(&r))
-            }
-        }));
-    } else {
-        v.push(t("ent.declined_align_on_large_pages", || {
-            declined_align(ENT_COM)
-        }));
-        v.push(t("pledge.declined_align_on_large_pages", || {
-            declined_align(PLEDGE)
-        }));
-        v.push(t("fixture.proc_exe_and_maps_name_the_ape", || {
-            proc_exe_and_maps(FAT, &["--wait"])
         }));
     }
+    v.push(t("dmesg_clean", || {
+        let bad = kernel_log_problems();
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(bad.join("\n"))
+        }
+    }));
+    v
+}
+
+/// Whether this is the debug kernel (`qemu/config/variant-debug.config`): it has kmemleak
+/// once debugfs is mounted.
+fn debug_kernel() -> bool {
+    let _ = sh("mount", &["-t", "debugfs", "none", DEBUGFS]);
+    std::path::Path::new(KMEMLEAK).exists()
+}
+
+fn manifests_present(fix: &[Case], corpus: &[Case]) -> Test {
+    let (f, c) = (fix.len(), corpus.len());
+    t("manifests_present", move || {
+        if f >= 12 && c >= 40 {
+            Ok(())
+        } else {
+            Err(format!("{f} fixtures, {c} corpus cases"))
+        }
+    })
+}
+
+/// Loading the module: without it a direct execve of an APE fails, whatever a shell would do.
+fn loading() -> Vec<Test> {
+    vec![
+        m("without_module.ent_com_enoexec", || refused(ENT_COM)),
+        m("without_module.fixture_enoexec", || refused(FAT)),
+        m("insmod", insmod),
+        m("loads_binfmt_misc_first", || {
+            // binfmt_ape's init asks for binfmt_misc before registering, so it stays ahead of it.
+            let m = read("/proc/modules")?;
+            if m.contains("binfmt_misc") {
+                Ok(())
+            } else {
+                Err(format!("binfmt_misc not loaded: {m}"))
+            }
+        }),
+    ]
+}
+
+/// Unloading and reloading the module, and binfmt_misc under it: a sequence, each test in the
+/// state the one before left. binfmt_misc registers at the head of the list: reloaded while
+/// binfmt_ape stays, it goes ahead (README, "binfmt_misc"), and reloading binfmt_ape puts it
+/// back in front.
+fn reloading() -> Vec<Test> {
+    vec![
+        m("rmmod", rmmod),
+        m("after_rmmod.misc_takes_apes", || {
+            with_rules(&APE_RULES, || check_case(FAT, "exec", "sentinel"))
+        }),
+        m("insmod_after_binfmt_misc", insmod),
+        m("reloaded.ahead_of_binfmt_misc", || {
+            with_rules(&APE_RULES, || check_payload(FAT, "exec"))
+        }),
+        m("misc_reload.unload_binfmt_misc", || {
+            sh("rmmod", &["binfmt_misc"])
+        }),
+        m("misc_reload.binfmt_misc_goes_ahead", || {
+            sh("modprobe", &["binfmt_misc"])?;
+            with_rules(&APE_RULES, || check_case(FAT, "exec", "sentinel"))
+        }),
+        m("misc_reload.reloading_binfmt_ape_restores_order", || {
+            rmmod()?;
+            insmod()?;
+            with_rules(&APE_RULES, || check_payload(FAT, "exec"))
+        }),
+        m("rmmod_again", rmmod),
+        m("after_rmmod.enoexec", || refused(ENT_COM)),
+    ]
+}
+
+/// The switch `enabled`.
+fn sysctl_tests() -> Vec<Test> {
+    vec![
+        t("sysctl.enabled_is_1", || {
+            expect_eq("enabled", read(&format!("{SYSCTL}/enabled"))?, "1".into())
+        }),
+        t("sysctl.disable_restores_enoexec", || {
+            // The real APE where it runs here, else a fixture that does.
+            let ape = if real_apes_run() { ENT_COM } else { FAT };
+            write(&format!("{SYSCTL}/enabled"), "0\n")?;
+            let off = ent(ape).outcome;
+            write(&format!("{SYSCTL}/enabled"), "1\n")?;
+            let on = ent(ape).outcome;
+            expect_eq("disabled", off, Outcome::Errno(libc::ENOEXEC))?;
+            expect_eq("re-enabled", on, Outcome::Exit(0))
+        }),
+        t("sysctl.rejects_2", || {
+            let bad = fs::write(format!("{SYSCTL}/enabled"), "2\n");
+            expect_eq("write 2 fails", bad.is_err(), true)?;
+            expect_eq(
+                "still enabled",
+                read(&format!("{SYSCTL}/enabled"))?,
+                "1".into(),
+            )
+        }),
+    ]
+}
+
+/// The counters: each exec counted once, in the counter of its verdict.
+fn counter_tests() -> Vec<Test> {
+    let mut v = vec![t("counters", counters)];
     if ARCH == "aarch64" {
         v.push(t("elf_refused.counted", || {
             // arm64's binfmt_elf refuses this header after binfmt_ape handed it over; the
@@ -1123,14 +1278,103 @@ fn plan() -> Vec<Test> {
             expect_eq("elf_refused", counter("elf_refused"), before + 1)
         }));
     }
-    if debug {
-        v.push(t(
-            "debug.failed_allocations_give_enomem",
-            failed_allocations,
-        ));
-        v.push(t("debug.failed_reads_give_eio", failed_reads));
+    v
+}
+
+/// An exec of each verdict moves its own counter by one and no other: `handled` for an APE
+/// that runs, a `declined_*` for each reason to decline, and never `read_errors`.
+fn counters() -> Check {
+    const COUNTERS: [&str; 8] = [
+        "handled",
+        "elf_refused",
+        "declined_debug",
+        "declined_no_header",
+        "declined_no_machine",
+        "declined_invalid",
+        "read_errors",
+        "alloc_errors",
+    ];
+    let other = if ARCH == "x86_64" {
+        "aarch64"
+    } else {
+        "x86_64"
+    };
+    let no_machine = format!("/ape/corpus/{other}-only.ape");
+    for (path, name) in [
+        (FAT, "handled"),
+        ("/ape/fix/exec-debug-xa.ape", "declined_debug"),
+        ("/ape/corpus/no-printf.ape", "declined_no_header"),
+        (no_machine.as_str(), "declined_no_machine"),
+        ("/ape/corpus/phentsize-55.ape", "declined_invalid"),
+    ] {
+        let before = COUNTERS.map(counter);
+        run(path, &[path], Stdin::Null);
+        let moved: Vec<(&str, u64)> = COUNTERS
+            .iter()
+            .zip(before)
+            .map(|(&c, b)| (c, counter(c).wrapping_sub(b)))
+            .filter(|&(_, d)| d != 0)
+            .collect();
+        expect_eq(path, moved, vec![(name, 1)])?;
     }
-    // File systems an APE may be read from: each exec reads it through the file system.
+    Ok(())
+}
+
+/// cosmo's real APEs: where they run, as their assimilated ELF does, named by their own path;
+/// where they cannot (64 KiB pages), declined, and the fat fixture shows the naming instead.
+fn real_ape_tests() -> Vec<Test> {
+    if !real_apes_run() {
+        return vec![
+            t("ent.declined_align_on_large_pages", || {
+                declined_align(ENT_COM)
+            }),
+            t("pledge.declined_align_on_large_pages", || {
+                declined_align(PLEDGE)
+            }),
+            t("fixture.proc_exe_and_maps_name_the_ape", || {
+                proc_exe_and_maps(FAT, &["--wait"])
+            }),
+        ];
+    }
+    vec![
+        t("ent.output_matches_assimilated_elf", || {
+            let (a, b) = (ent(ENT_COM), ent(ENT_ELF));
+            if a.outcome != Outcome::Exit(0) || b.outcome != Outcome::Exit(0) {
+                return Err(format!(
+                    "ent.com: {}; ent.elf: {}",
+                    describe(&a),
+                    describe(&b)
+                ));
+            }
+            if a.stdout != b.stdout || a.stdout.is_empty() {
+                return Err(format!("outputs differ: {:?} vs {:?}", a.out(), b.out()));
+            }
+            Ok(())
+        }),
+        t("ent.proc_exe_and_maps_name_the_ape", || {
+            proc_exe_and_maps(ENT_COM, &[])
+        }),
+        t("pledge.runs", || {
+            let r = run(PLEDGE, &[PLEDGE, "-h"], Stdin::Null);
+            if r.outcome == Outcome::Exit(0) && (r.out() + &r.err()).contains("usage: pledge") {
+                Ok(())
+            } else {
+                Err(describe(&r))
+            }
+        }),
+    ]
+}
+
+/// The fault injection of the debug kernel.
+fn fault_tests() -> Vec<Test> {
+    vec![
+        t("debug.failed_allocations_give_enomem", failed_allocations),
+        t("debug.failed_reads_give_eio", failed_reads),
+    ]
+}
+
+/// File systems an APE may be read from: each exec reads it through the file system.
+fn fs_tests() -> Vec<Test> {
     let mut ext2 = t("fs.ext2_read_cold", || {
         let files: Vec<&str> = if real_apes_run() {
             vec![FAT, ENT_COM]
@@ -1152,7 +1396,6 @@ fn plan() -> Vec<Test> {
     if !(has_filesystem("ext2") && std::path::Path::new("/dev/loop-control").exists()) {
         ext2.skip = Some("kernel without ext2 or loop devices");
     }
-    v.push(ext2);
     let mut ninep = t("fs.9p_cache_none", || {
         const MNT: &str = "/mnt/9p";
         fs::create_dir_all(MNT).map_err(|e| format!("{MNT}: {e}"))?;
@@ -1178,7 +1421,6 @@ fn plan() -> Vec<Test> {
     if !(has_filesystem("9p") && shared) {
         ninep.skip = Some("no 9p share from the QEMU host (kernel without 9p or virtio)");
     }
-    v.push(ninep);
     let mut overlay = t("fs.overlayfs", || {
         const MNT: &str = "/mnt/ovl";
         const UPPER: &str = "/tmp/ovl-top";
@@ -1206,234 +1448,279 @@ fn plan() -> Vec<Test> {
     if !has_filesystem("overlay") {
         overlay.skip = Some("kernel without overlayfs");
     }
-    v.push(overlay);
-    v.push(t("exec.refused_name_escaped_in_log", || {
-        // A file name may hold a newline: the log escapes it, so no line of its own begins
-        // with what followed it.
-        let path = "/tmp/bad\nname.ape";
-        sh("cp", &["/ape/corpus/phentsize-55.ape", path])?;
-        refused(path)?;
-        let d = dmesg();
-        let want = "binfmt_ape: bad\\nname.ape: not run natively: phentsize";
-        if d.contains(want) && !d.lines().any(|l| l.contains("] name.ape: not run")) {
-            Ok(())
-        } else {
-            Err(format!("no {want:?} in dmesg"))
-        }
-    }));
-    // Exec semantics: each case gives the fat APE and its payload as a plain ELF the same
-    // outcome, and the one named.
-    v.push(t("exec.execveat_cloexec_fd", || {
-        twin(|p| fd_run(p, libc::O_RDONLY), ran)
-    }));
-    v.push(t("exec.execveat_o_path_fd", || {
-        twin(|p| fd_run(p, libc::O_PATH), ran)
-    }));
-    v.push(t("exec.execveat_memfd", || {
-        twin(
-            |p| {
-                let bytes = fs::read(p).map_err(|e| format!("{p}: {e}"))?;
-                // MFD_EXEC (6.3+): an executable memfd, said so (else the kernel warns once).
-                const MFD_EXEC: libc::c_uint = 0x10;
-                // SAFETY: A valid name; the descriptor is ours.
-                let fd =
-                    unsafe { libc::memfd_create(c"ape".as_ptr(), libc::MFD_CLOEXEC | MFD_EXEC) };
-                if fd < 0 {
-                    return Err(format!("memfd_create: {}", std::io::Error::last_os_error()));
-                }
-                // SAFETY: `fd` is open; `bytes` is valid for its length.
-                let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-                let r = (usize::try_from(n).ok() == Some(bytes.len()))
-                    .then(|| run_how(As::default(), How::Fd(fd), &["memfd"], Stdin::Null))
-                    .ok_or_else(|| "short write to the memfd".to_string());
-                // SAFETY: Closing our descriptor.
-                unsafe { libc::close(fd) };
-                r
-            },
-            ran,
-        )
-    }));
-    v.push(t("exec.execveat_unlinked_file", || {
-        twin(
-            |p| {
-                let copy = format!("/tmp/unlinked-{}", p.rsplit('/').next().unwrap_or("x"));
-                sh("cp", &[p, &copy])?;
-                let fd = open(&copy, libc::O_RDONLY)?;
-                fs::remove_file(&copy).map_err(|e| format!("{copy}: {e}"))?;
-                let r = run_how(As::default(), How::Fd(fd), &["unlinked"], Stdin::Null);
-                // SAFETY: Closing our descriptor.
-                unsafe { libc::close(fd) };
-                Ok(r)
-            },
-            ran,
-        )
-    }));
-    v.push(t("exec.script_interpreter", || {
-        twin(
-            |p| {
-                let script = format!("/tmp/interp-{}.sh", p.rsplit('/').next().unwrap_or("x"));
-                write_exe(&script, &format!("#!{p}\n"))?;
-                let r = run(&script, &[&script], Stdin::Null);
-                if r.out().contains(&format!("argv=[{p},{script}]")) {
-                    Ok(r)
-                } else {
-                    Err(format!(
-                        "{script}: {}; want argv=[{p},{script}]",
-                        describe(&r)
-                    ))
-                }
-            },
-            ran,
-        )
-    }));
-    v.push(t("exec.refused_interpreter_logged_by_its_path", || {
-        // The log names the APE (bprm->interp), not the script that named it.
-        sh(
-            "cp",
-            &["/ape/corpus/phentsize-55.ape", "/tmp/bad-interp.ape"],
-        )?;
-        write_exe("/tmp/bad-interp.sh", "#!/tmp/bad-interp.ape\n")?;
-        let r = run("/tmp/bad-interp.sh", &["/tmp/bad-interp.sh"], Stdin::Null);
-        expect_eq("execve", r.outcome, Outcome::Errno(libc::ENOEXEC))?;
-        let want = "binfmt_ape: bad-interp.ape: not run natively: phentsize";
-        if dmesg().contains(want) {
-            Ok(())
-        } else {
-            Err(format!("no {want:?} in dmesg"))
-        }
-    }));
-    v.push(t("exec.script_chain_depth_eloop", || {
-        // Each #! level is one round of the kernel's handler search; binfmt_ape adds none.
-        for depth in 1..=7 {
-            let r = twin_run(|p| chain_run(p, depth), |_| true)?;
-            let want = if depth <= 4 {
-                Some(Outcome::Exit(0))
-            } else if depth >= 6 {
-                Some(Outcome::Errno(libc::ELOOP))
+    vec![ext2, ninep, overlay]
+}
+
+/// Exec semantics: each case gives the fat APE and its payload as a plain ELF the same
+/// outcome, and the one named; the kernel's own exec checks still apply to APEs.
+fn exec_tests() -> Vec<Test> {
+    let mut v = vec![
+        t("exec.refused_name_escaped_in_log", || {
+            // A file name may hold a newline: the log escapes it, so no line of its own begins
+            // with what followed it.
+            let path = "/tmp/bad\nname.ape";
+            sh("cp", &["/ape/corpus/phentsize-55.ape", path])?;
+            let mark = LogMark::now()?;
+            refused(path)?;
+            let logged = mark.since();
+            let want = "binfmt_ape: bad\\nname.ape: not run natively: phentsize";
+            let forged = logged
+                .iter()
+                .flat_map(|m| m.lines())
+                .any(|l| l.starts_with("name.ape: not run"));
+            if logged.iter().any(|l| l.contains(want)) && !forged {
+                Ok(())
             } else {
-                None
-            };
-            if want.is_some_and(|w| w != r.outcome) {
-                return Err(format!(
-                    "{depth} scripts deep: {}; want {want:?}",
-                    describe(&r)
-                ));
+                Err(format!("no {want:?} in the kernel log; logged: {logged:?}"))
             }
-        }
-        Ok(())
-    }));
-    v.push(t("exec.write_while_running_etxtbsy", || {
-        twin(
-            |p| {
-                let copy = format!("/tmp/busy-{}", p.rsplit('/').next().unwrap_or("x"));
-                sh("cp", &[p, &copy])?;
-                let child = exec::spawn(&copy, &[&copy, "--wait"], Stdin::Pipe)
-                    .map_err(|e| format!("{copy}: {}", exec::errno_name(e)))?;
-                let w = fs::OpenOptions::new().write(true).open(&copy);
-                let r = child.finish();
-                match w {
-                    Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => Ok(r),
-                    Err(e) => Err(format!("open {copy} for writing: {e}; want ETXTBSY")),
-                    Ok(_) => Err(format!("open {copy} for writing succeeded; want ETXTBSY")),
+        }),
+        t("exec.execveat_cloexec_fd", || {
+            twin(|p| fd_run(p, libc::O_RDONLY), ran)
+        }),
+        t("exec.execveat_o_path_fd", || {
+            twin(|p| fd_run(p, libc::O_PATH), ran)
+        }),
+        t("exec.execveat_memfd", || {
+            twin(
+                |p| {
+                    let bytes = fs::read(p).map_err(|e| format!("{p}: {e}"))?;
+                    // MFD_EXEC (6.3+): an executable memfd, said so (else the kernel warns once).
+                    const MFD_EXEC: libc::c_uint = 0x10;
+                    // SAFETY: A valid name; the descriptor is ours.
+                    let fd = unsafe {
+                        libc::memfd_create(c"ape".as_ptr(), libc::MFD_CLOEXEC | MFD_EXEC)
+                    };
+                    if fd < 0 {
+                        return Err(format!("memfd_create: {}", std::io::Error::last_os_error()));
+                    }
+                    // SAFETY: `fd` is open; `bytes` is valid for its length.
+                    let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+                    let r = (usize::try_from(n).ok() == Some(bytes.len()))
+                        .then(|| run_how(As::default(), How::Fd(fd), &["memfd"], Stdin::Null))
+                        .ok_or_else(|| "short write to the memfd".to_string());
+                    // SAFETY: Closing our descriptor.
+                    unsafe { libc::close(fd) };
+                    r
+                },
+                ran,
+            )
+        }),
+        t("exec.execveat_unlinked_file", || {
+            twin(
+                |p| {
+                    let copy = format!("/tmp/unlinked-{}", base(p));
+                    sh("cp", &[p, &copy])?;
+                    let fd = open(&copy, libc::O_RDONLY)?;
+                    fs::remove_file(&copy).map_err(|e| format!("{copy}: {e}"))?;
+                    let r = run_how(As::default(), How::Fd(fd), &["unlinked"], Stdin::Null);
+                    // SAFETY: Closing our descriptor.
+                    unsafe { libc::close(fd) };
+                    Ok(r)
+                },
+                ran,
+            )
+        }),
+        t("exec.script_interpreter", || {
+            twin(
+                |p| {
+                    let script = format!("/tmp/interp-{}.sh", base(p));
+                    write_exe(&script, &format!("#!{p}\n"))?;
+                    let r = run(&script, &[&script], Stdin::Null);
+                    if r.out().contains(&format!("argv=[{p},{script}]")) {
+                        Ok(r)
+                    } else {
+                        Err(format!(
+                            "{script}: {}; want argv=[{p},{script}]",
+                            describe(&r)
+                        ))
+                    }
+                },
+                ran,
+            )
+        }),
+        t("exec.refused_interpreter_logged_by_its_path", || {
+            // The log names the APE (bprm->interp), not the script that named it.
+            sh(
+                "cp",
+                &["/ape/corpus/phentsize-55.ape", "/tmp/bad-interp.ape"],
+            )?;
+            write_exe("/tmp/bad-interp.sh", "#!/tmp/bad-interp.ape\n")?;
+            let want = "binfmt_ape: bad-interp.ape: not run natively: phentsize";
+            LogMark::expect(want, || {
+                let r = run("/tmp/bad-interp.sh", &["/tmp/bad-interp.sh"], Stdin::Null);
+                expect_eq("execve", r.outcome, Outcome::Errno(libc::ENOEXEC))
+            })
+        }),
+        t("exec.script_chain_depth_eloop", || {
+            // Each #! level is one round of the kernel's handler search; binfmt_ape adds none.
+            for depth in 1..=7 {
+                let r = twin_run(|p| chain_run(p, depth), |_| true)?;
+                let want = if depth <= 4 {
+                    Some(Outcome::Exit(0))
+                } else if depth >= 6 {
+                    Some(Outcome::Errno(libc::ELOOP))
+                } else {
+                    None
+                };
+                if want.is_some_and(|w| w != r.outcome) {
+                    return Err(format!(
+                        "{depth} scripts deep: {}; want {want:?}",
+                        describe(&r)
+                    ));
                 }
-            },
-            ran,
-        )
-    }));
-    v.push(t("exec.argv_near_and_past_the_limit", || {
-        // One string may be at most MAX_ARG_STRLEN (32 pages) long.
-        let limit = usize::try_from(32 * page_size()).map_err(|e| e.to_string())?;
-        let near = "a".repeat(120 * 1024);
-        twin(|p| Ok(run(p, &[p, &near], Stdin::Null)), ran)?;
-        let past = "a".repeat(limit + 1024);
-        twin(
-            |p| Ok(run(p, &[p, &past], Stdin::Null)),
-            |r| r.outcome == Outcome::Errno(libc::E2BIG),
-        )
-    }));
-    v.push(t("exec.empty_argv", || {
-        // The kernel supplies an empty argv[0] (since 5.18).
-        twin(
-            |p| Ok(run(p, &[], Stdin::Null)),
-            |r| ran(r) && r.out().contains(" argc=1 argv=[] "),
-        )
-    }));
-    v.push(t("exec.empty_chroot", || {
-        // No /bin/sh, no loader, no /tmp: only a kernel that runs the APE itself can.
-        for (jail, p) in [("/tmp/jail-ape", FAT), ("/tmp/jail-elf", NATIVE)] {
-            fs::create_dir_all(jail).map_err(|e| format!("{jail}: {e}"))?;
-            sh("cp", &[p, &format!("{jail}/x")])?;
-        }
-        let inside = |jail: &'static str| {
-            let who = As {
-                chroot: Some(jail),
-                ..As::default()
+            }
+            Ok(())
+        }),
+        t("exec.write_while_running_etxtbsy", || {
+            twin(
+                |p| {
+                    let copy = format!("/tmp/busy-{}", base(p));
+                    sh("cp", &[p, &copy])?;
+                    let child = exec::spawn(&copy, &[&copy, "--wait"], Stdin::Pipe)
+                        .map_err(|e| format!("{copy}: {}", exec::errno_name(e)))?;
+                    let w = fs::OpenOptions::new().write(true).open(&copy);
+                    let r = child.finish();
+                    match w {
+                        Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => Ok(r),
+                        Err(e) => Err(format!("open {copy} for writing: {e}; want ETXTBSY")),
+                        Ok(_) => Err(format!("open {copy} for writing succeeded; want ETXTBSY")),
+                    }
+                },
+                ran,
+            )
+        }),
+        t("exec.argv_near_and_past_the_limit", || {
+            // One string may be at most MAX_ARG_STRLEN (32 pages) long.
+            let limit = usize::try_from(32 * page_size()).map_err(|e| e.to_string())?;
+            let near = "a".repeat(120 * 1024);
+            twin(|p| Ok(run(p, &[p, &near], Stdin::Null)), ran)?;
+            let past = "a".repeat(limit + 1024);
+            twin(
+                |p| Ok(run(p, &[p, &past], Stdin::Null)),
+                |r| r.outcome == Outcome::Errno(libc::E2BIG),
+            )
+        }),
+        t("exec.empty_argv", || {
+            // The kernel supplies an empty argv[0] (since 5.18).
+            twin(
+                |p| Ok(run(p, &[], Stdin::Null)),
+                |r| ran(r) && r.out().contains(" argc=1 argv=[] "),
+            )
+        }),
+        t("exec.empty_chroot", || {
+            // No /bin/sh, no loader, no /tmp: only a kernel that runs the APE itself can.
+            for (jail, p) in [("/tmp/jail-ape", FAT), ("/tmp/jail-elf", NATIVE)] {
+                fs::create_dir_all(jail).map_err(|e| format!("{jail}: {e}"))?;
+                sh("cp", &[p, &format!("{jail}/x")])?;
+            }
+            let inside = |jail: &'static str| {
+                let who = As {
+                    chroot: Some(jail),
+                    ..As::default()
+                };
+                run_as(who, "/x", &["/x"], Stdin::Null)
             };
-            run_as(who, "/x", &["/x"], Stdin::Null)
-        };
-        let (ape, elf) = (inside("/tmp/jail-ape"), inside("/tmp/jail-elf"));
-        if !(ran(&ape) && ape.outcome == elf.outcome) {
-            return Err(format!("APE {}; ELF {}", describe(&ape), describe(&elf)));
-        }
-        write(&format!("{SYSCTL}/enabled"), "0\n")?;
-        let off = inside("/tmp/jail-ape");
-        write(&format!("{SYSCTL}/enabled"), "1\n")?;
-        expect_eq("with enabled=0", off.outcome, Outcome::Errno(libc::ENOEXEC))
+            let (ape, elf) = (inside("/tmp/jail-ape"), inside("/tmp/jail-elf"));
+            if !(ran(&ape) && ape.outcome == elf.outcome) {
+                return Err(format!("APE {}; ELF {}", describe(&ape), describe(&elf)));
+            }
+            write(&format!("{SYSCTL}/enabled"), "0\n")?;
+            let off = inside("/tmp/jail-ape");
+            write(&format!("{SYSCTL}/enabled"), "1\n")?;
+            expect_eq("with enabled=0", off.outcome, Outcome::Errno(libc::ENOEXEC))
+        }),
+    ];
+    let mut core = t("exec.core_dump_is_an_elf_core", core_dump);
+    if !std::path::Path::new(CORE_PATTERN).exists() {
+        core.skip = Some("kernel without core dumps (CONFIG_COREDUMP)");
+    }
+    v.push(core);
+    v.push(t("permissions.noexec_mount_eacces", || {
+        fs::create_dir_all("/mnt/noexec").map_err(|e| e.to_string())?;
+        sh(
+            "mount",
+            &["-t", "tmpfs", "-o", "noexec", "none", "/mnt/noexec"],
+        )?;
+        sh("cp", &[FAT, "/mnt/noexec/x.ape"])?;
+        let r = run("/mnt/noexec/x.ape", &["x"], Stdin::Null);
+        sh("umount", &["/mnt/noexec"])?;
+        expect_eq("execve", r.outcome, Outcome::Errno(libc::EACCES))
     }));
-    // Set-id APEs: declined unless root opts in (`setid`), run unprivileged where the kernel
-    // would ignore the bits anyway. Before the corpus, whose refusals use up the log's burst.
+    v.push(t("permissions.mode_0644_eacces", || {
+        sh("cp", &[FAT, "/tmp/0644.ape"])?;
+        sh("chmod", &["0644", "/tmp/0644.ape"])?;
+        expect_eq(
+            "execve",
+            run("/tmp/0644.ape", &["x"], Stdin::Null).outcome,
+            Outcome::Errno(libc::EACCES),
+        )
+    }));
+    v.push(t("elf_still_runs", || check_payload(NATIVE, "exec")));
+    v.push(t("script_still_runs", || {
+        let r = run("/test/hello.sh", &["/test/hello.sh"], Stdin::Null);
+        if r.outcome == Outcome::Exit(0) && r.out() == "hello from #!\n" {
+            Ok(())
+        } else {
+            Err(describe(&r))
+        }
+    }));
+    v
+}
+
+/// Set-id APEs: declined unless root opts in (`setid`), run unprivileged where the kernel
+/// would ignore the bits anyway.
+fn setid_tests() -> Vec<Test> {
     let nobody = As {
         uid: Some(65534),
         ..As::default()
     };
-    v.push(p("setid.declined_by_default", move || {
-        suid_copy("/tmp/suid.ape")?;
-        let before = counter("declined_setid");
-        let r = run_as(nobody, "/tmp/suid.ape", &["/tmp/suid.ape"], Stdin::Null);
-        expect_eq("execve", r.outcome, Outcome::Errno(libc::ENOEXEC))?;
-        expect_eq("declined_setid", counter("declined_setid"), before + 1)?;
-        let want = "binfmt_ape: suid.ape: not run natively: setid";
-        if dmesg().contains(want) {
-            Ok(())
-        } else {
-            Err(format!("no {want:?} in dmesg"))
-        }
-    }));
-    v.push(t("setid.sgid_without_group_exec_runs", move || {
-        // bprm_fill_uid() ignores set-group-ID without group execute: so do we.
-        sh("cp", &[FAT, "/tmp/sgid.ape"])?;
-        sh("chmod", &["2745", "/tmp/sgid.ape"])?;
-        let r = run_as(nobody, "/tmp/sgid.ape", &["/tmp/sgid.ape"], Stdin::Null);
-        secure_run(&r, "0")
-    }));
-    v.push(t("setid.opt_in_sets_at_secure", move || {
-        suid_copy("/tmp/suid.ape")?;
-        set_setid("1")?;
-        let r = run_as(nobody, "/tmp/suid.ape", &["/tmp/suid.ape"], Stdin::Null);
-        set_setid("0")?;
-        secure_run(&r, "1")
-    }));
-    v.push(t("setid.nosuid_mount_runs_unprivileged", move || {
-        fs::create_dir_all("/mnt/nosuid").map_err(|e| e.to_string())?;
-        sh(
-            "mount",
-            &["-t", "tmpfs", "-o", "nosuid", "none", "/mnt/nosuid"],
-        )?;
-        let r = suid_copy("/mnt/nosuid/x.ape")
-            .map(|()| run_as(nobody, "/mnt/nosuid/x.ape", &["x"], Stdin::Null));
-        sh("umount", &["/mnt/nosuid"])?;
-        secure_run(&r?, "0")
-    }));
-    v.push(t("setid.no_new_privs_runs_unprivileged", || {
-        suid_copy("/tmp/suid.ape")?;
-        let who = As {
-            uid: Some(65534),
-            no_new_privs: true,
-            ..As::default()
-        };
-        let r = run_as(who, "/tmp/suid.ape", &["/tmp/suid.ape"], Stdin::Null);
-        secure_run(&r, "0")
-    }));
+    let mut v = vec![
+        p("setid.declined_by_default", move || {
+            suid_copy("/tmp/suid.ape")?;
+            let want = "binfmt_ape: suid.ape: not run natively: setid";
+            LogMark::expect(want, || {
+                let before = counter("declined_setid");
+                let r = run_as(nobody, "/tmp/suid.ape", &["/tmp/suid.ape"], Stdin::Null);
+                expect_eq("execve", r.outcome, Outcome::Errno(libc::ENOEXEC))?;
+                expect_eq("declined_setid", counter("declined_setid"), before + 1)
+            })
+        }),
+        t("setid.sgid_without_group_exec_runs", move || {
+            // bprm_fill_uid() ignores set-group-ID without group execute: so do we.
+            sh("cp", &[FAT, "/tmp/sgid.ape"])?;
+            sh("chmod", &["2745", "/tmp/sgid.ape"])?;
+            let r = run_as(nobody, "/tmp/sgid.ape", &["/tmp/sgid.ape"], Stdin::Null);
+            secure_run(&r, "0")
+        }),
+        t("setid.opt_in_sets_at_secure", move || {
+            suid_copy("/tmp/suid.ape")?;
+            set_setid("1")?;
+            let r = run_as(nobody, "/tmp/suid.ape", &["/tmp/suid.ape"], Stdin::Null);
+            set_setid("0")?;
+            secure_run(&r, "1")
+        }),
+        t("setid.nosuid_mount_runs_unprivileged", move || {
+            fs::create_dir_all("/mnt/nosuid").map_err(|e| e.to_string())?;
+            sh(
+                "mount",
+                &["-t", "tmpfs", "-o", "nosuid", "none", "/mnt/nosuid"],
+            )?;
+            let r = suid_copy("/mnt/nosuid/x.ape")
+                .map(|()| run_as(nobody, "/mnt/nosuid/x.ape", &["x"], Stdin::Null));
+            sh("umount", &["/mnt/nosuid"])?;
+            secure_run(&r?, "0")
+        }),
+        t("setid.no_new_privs_runs_unprivileged", || {
+            suid_copy("/tmp/suid.ape")?;
+            let who = As {
+                uid: Some(65534),
+                no_new_privs: true,
+                ..As::default()
+            };
+            let r = run_as(who, "/tmp/suid.ape", &["/tmp/suid.ape"], Stdin::Null);
+            secure_run(&r, "0")
+        }),
+    ];
     let mut caps = p("setid.file_capabilities_declined_by_default", move || {
         // `security.capability` makes an ELF run with more privileges, as set-id bits do.
         cap_copy("/tmp/caps.ape")?;
@@ -1456,7 +1743,7 @@ fn plan() -> Vec<Test> {
     v.push(p("setid.misc_credentials_rule_declined", move || {
         let (interp, target) = misc_credentials_files()?;
         let rule = format!(":apecreds:E::xsuid::{interp}:C");
-        with_misc_rule(&rule, || {
+        with_rules(&[&rule], || {
             let before = counter("declined_setid");
             let r = run_as(nobody, target, &[target], Stdin::Null);
             expect_eq("execve", r.outcome, Outcome::Errno(libc::ENOEXEC))?;
@@ -1467,7 +1754,7 @@ fn plan() -> Vec<Test> {
         let (interp, target) = misc_credentials_files()?;
         let rule = format!(":apecreds:E::xsuid::{interp}:C");
         set_setid("1")?;
-        let r = with_misc_rule(&rule, || {
+        let r = with_rules(&[&rule], || {
             secure_run(&run_as(nobody, target, &[target], Stdin::Null), "1")
         });
         set_setid("0")?;
@@ -1517,323 +1804,241 @@ fn plan() -> Vec<Test> {
         expect_eq("execve", r.outcome, Outcome::Errno(libc::ENOEXEC))?;
         expect_eq("declined_setid", counter("declined_setid"), before + 1)
     }));
-    let mut core = t("exec.core_dump_is_an_elf_core", core_dump);
-    if !std::path::Path::new(CORE_PATTERN).exists() {
-        core.skip = Some("kernel without core dumps (CONFIG_COREDUMP)");
-    }
-    v.push(core);
-    for c in fix.iter().chain(corpus.iter()).cloned() {
-        let dir = if c.dir == "/ape/fix" {
-            "fixture"
-        } else {
-            "corpus"
-        };
-        v.push(t(format!("{dir}.{}", c.name), move || {
-            check_case(&format!("{}/{}.ape", c.dir, c.name), &c.name, &c.expect)
-        }));
-    }
-    // The kernel's own exec checks still apply to APEs.
-    v.push(t("permissions.noexec_mount_eacces", || {
-        fs::create_dir_all("/mnt/noexec").map_err(|e| e.to_string())?;
-        sh(
-            "mount",
-            &["-t", "tmpfs", "-o", "noexec", "none", "/mnt/noexec"],
-        )?;
-        sh("cp", &[FAT, "/mnt/noexec/x.ape"])?;
-        let r = run("/mnt/noexec/x.ape", &["x"], Stdin::Null);
-        sh("umount", &["/mnt/noexec"])?;
-        expect_eq("execve", r.outcome, Outcome::Errno(libc::EACCES))
-    }));
-    v.push(t("permissions.mode_0644_eacces", || {
-        sh("cp", &[FAT, "/tmp/0644.ape"])?;
-        sh("chmod", &["0644", "/tmp/0644.ape"])?;
-        expect_eq(
-            "execve",
-            run("/tmp/0644.ape", &["x"], Stdin::Null).outcome,
-            Outcome::Errno(libc::EACCES),
-        )
-    }));
-    v.push(t("elf_still_runs", || {
-        check_payload("/bin/payload-exec", "exec")
-    }));
-    v.push(t("script_still_runs", || {
-        let r = run("/test/hello.sh", &["/test/hello.sh"], Stdin::Null);
-        if r.outcome == Outcome::Exit(0) && r.out() == "hello from #!\n" {
-            Ok(())
-        } else {
-            Err(describe(&r))
-        }
-    }));
-    v.push(t("counters", || {
-        let handled = counter("handled");
-        let (debug, invalid, nomach, nohdr) =
-            (counter("declined_debug"), counter("declined_invalid"), counter("declined_no_machine"), counter("declined_no_header"));
-        let read_errors = counter("read_errors");
-        let injected = INJECTED_READ_ERRORS.load(std::sync::atomic::Ordering::Relaxed);
-        if handled >= 20 && debug >= 4 && invalid >= 10 && nomach >= 1 && nohdr >= 3 && read_errors == injected {
-            Ok(())
-        } else {
-            Err(format!(
-                "handled {handled} debug {debug} invalid {invalid} no_machine {nomach} no_header {nohdr} read_errors {read_errors}"
-            ))
-        }
-    }));
-    v.push(t("refusals_logged_by_name", || {
-        // The first refusals fit printk's rate limit; later ones may be suppressed.
-        let d = dmesg();
+    v
+}
+
+/// The first refusals fit the log's rate limit, each naming its file.
+fn refusals_logged_by_name() -> Test {
+    t("refusals_logged_by_name", || {
         let want = "binfmt_ape: magic-only.ape: not run natively: no-printf";
-        if d.contains(want) {
-            Ok(())
-        } else {
-            let ours: Vec<&str> = d
-                .lines()
-                .filter(|l| l.contains("binfmt_ape"))
-                .take(20)
-                .collect();
-            Err(format!(
-                "no {want:?} in dmesg; binfmt_ape lines:\n{}",
-                ours.join("\n")
-            ))
-        }
-    }));
-    v.push(t("sysctl.disable_restores_enoexec", || {
-        // The real APE where it runs here, else a fixture that does.
-        let ape = if real_apes_run() { ENT_COM } else { FAT };
-        write(&format!("{SYSCTL}/enabled"), "0\n")?;
-        let off = ent(ape).outcome;
-        write(&format!("{SYSCTL}/enabled"), "1\n")?;
-        let on = ent(ape).outcome;
-        expect_eq("disabled", off, Outcome::Errno(libc::ENOEXEC))?;
-        expect_eq("re-enabled", on, Outcome::Exit(0))
-    }));
-    v.push(t("sysctl.rejects_2", || {
-        let bad = fs::write(format!("{SYSCTL}/enabled"), "2\n");
-        expect_eq("write 2 fails", bad.is_err(), true)?;
-        expect_eq(
-            "still enabled",
-            read(&format!("{SYSCTL}/enabled"))?,
-            "1".into(),
-        )
-    }));
-    // Every exec reads the file anew: a change, however it is made, is seen by the next one.
-    v.push(t("reads.write_in_place_is_seen", || {
-        changed_then(|f| {
-            for at in statement_quotes(f) {
-                pwrite(CHANGED, at, b"\"")?;
-            }
-            Ok(())
-        })
-    }));
-    v.push(t("reads.mmap_write_is_seen", || {
-        changed_then(|f| {
-            let quotes = statement_quotes(f);
-            mmap_write(CHANGED, |m| {
-                for &at in &quotes {
-                    m[at] = b'"';
-                }
+        LogMark::expect(want, || refused("/ape/corpus/magic-only.ape"))
+    })
+}
+
+/// The fixtures and the malformed corpus, each case as its manifest says.
+fn corpus_tests(fix: &[Case], corpus: &[Case]) -> Vec<Test> {
+    fix.iter()
+        .chain(corpus)
+        .cloned()
+        .map(|c| {
+            let area = if c.dir == "/ape/fix" {
+                "fixture"
+            } else {
+                "corpus"
+            };
+            t(format!("{area}.{}", c.name), move || {
+                check_case(&format!("{}/{}.ape", c.dir, c.name), &c.name, &c.expect)
             })
         })
-    }));
-    v.push(t("reads.table_past_window_is_seen", || {
-        changed_then(|f| {
-            // The first non-empty PT_LOAD of this CPU's table gets p_filesz > p_memsz.
-            let h = this_cpus_header(f).ok_or("no header for this CPU")?;
-            let phoff = u64::from_le_bytes(h[32..40].try_into().unwrap()) as usize;
-            let phnum = usize::from(u16::from_le_bytes([h[56], h[57]]));
-            if phoff < 8192 {
-                return Err(format!("the fixture's table is at {phoff}, in the window"));
-            }
-            let load = (0..phnum)
-                .map(|i| phoff + 56 * i)
-                .find(|&p| f[p..p + 4] == 1u32.to_le_bytes() && f[p + 40..p + 48] != [0; 8])
-                .ok_or("no PT_LOAD")?;
-            let memsz = u64::from_le_bytes(f[load + 40..load + 48].try_into().unwrap());
-            pwrite(CHANGED, load + 32, &(memsz + 1).to_le_bytes())
-        })
-    }));
-    v.push(t("storm.rewrites_during_execs", move || {
-        rewrites_during_execs(if debug { 100 } else { 400 })
-    }));
-    // binfmt_misc with rules for every APE magic, the way Wine's MZ rule catches APEs.
-    v.push(t("misc.register_rules", mount_misc_with_rules));
-    v.push(t("misc.ape_still_native", || check_payload(FAT, "exec")));
-    v.push(t("misc.rule_matching_this_cpus_elf_header", || {
-        // A rule for the very ELF header the fat fixture spells for this CPU (through e_phoff,
-        // so no plain ELF matches it). Out of tree, binfmt_misc lies between binfmt_ape and
-        // binfmt_elf and sees that header in `bprm->buf`, so it takes the APE (README, "Known
-        // limits"); in-tree binfmt_elf gets the header directly and the rule never matches.
-        let header = fat_elf_header()?;
-        let magic: String = header.iter().map(|b| format!("\\x{b:02x}")).collect();
-        write(
-            &format!("{MISC}/register"),
-            &format!(":apehdr:M::{magic}::/bin/sentinel:"),
-        )?;
-        let r = if in_tree() {
-            check_payload(FAT, "exec")
-        } else {
-            check_case(FAT, "exec", "sentinel")
-        };
-        write(&format!("{MISC}/apehdr"), "-1")?;
-        r
-    }));
+        .collect()
+}
+
+/// Every exec reads the file anew: a change, however it is made, is seen by the next one, and
+/// execs racing a writer end in one of the outcomes a rewritten file can give.
+fn read_tests(debug: bool) -> Vec<Test> {
+    vec![
+        t("reads.write_in_place_is_seen", || {
+            changed_then(|f| {
+                for at in statement_quotes(f) {
+                    pwrite(CHANGED, at, b"\"")?;
+                }
+                Ok(())
+            })
+        }),
+        t("reads.mmap_write_is_seen", || {
+            changed_then(|f| {
+                let quotes = statement_quotes(f);
+                mmap_write(CHANGED, |m| {
+                    for &at in &quotes {
+                        m[at] = b'"';
+                    }
+                })
+            })
+        }),
+        t("reads.table_past_window_is_seen", || {
+            changed_then(|f| {
+                // The first non-empty PT_LOAD of this CPU's table gets p_filesz > p_memsz.
+                let h = this_cpus_header(f).ok_or("no header for this CPU")?;
+                let phoff = u64::from_le_bytes(h[32..40].try_into().unwrap()) as usize;
+                let phnum = usize::from(u16::from_le_bytes([h[56], h[57]]));
+                if phoff < 8192 {
+                    return Err(format!("the fixture's table is at {phoff}, in the window"));
+                }
+                let load = (0..phnum)
+                    .map(|i| phoff + 56 * i)
+                    .find(|&p| f[p..p + 4] == 1u32.to_le_bytes() && f[p + 40..p + 48] != [0; 8])
+                    .ok_or("no PT_LOAD")?;
+                let memsz = u64::from_le_bytes(f[load + 40..load + 48].try_into().unwrap());
+                pwrite(CHANGED, load + 32, &(memsz + 1).to_le_bytes())
+            })
+        }),
+        t("storm.rewrites_during_execs", move || {
+            rewrites_during_execs(if debug { 100 } else { 400 })
+        }),
+    ]
+}
+
+/// binfmt_misc with rules for every APE magic, each test with its own: APEs binfmt_ape runs
+/// never reach binfmt_misc, and what it declines reaches it with `bprm->buf` untouched.
+fn misc_tests(fix: &[Case], corpus: &[Case]) -> Vec<Test> {
+    let mut v = vec![
+        t("misc.register_rules", || {
+            with_rules(&APE_RULES, || {
+                APE_RULES.iter().map(|r| rule_name(r)).try_for_each(|name| {
+                    let state = read(&format!("{MISC}/{name}"))?;
+                    expect_eq(name, state.lines().next(), Some("enabled"))
+                })
+            })
+        }),
+        t("misc.ape_still_native", || {
+            with_rules(&APE_RULES, || check_payload(FAT, "exec"))
+        }),
+        t("misc.rule_matching_this_cpus_elf_header", || {
+            // A rule for the very ELF header the fat fixture spells for this CPU (through
+            // e_phoff, so no plain ELF matches it). Out of tree, binfmt_misc lies between
+            // binfmt_ape and binfmt_elf and sees that header in `bprm->buf`, so it takes the
+            // APE (README, "Known limits"); in-tree binfmt_elf gets the header directly and
+            // the rule never matches.
+            let header = fat_elf_header()?;
+            let magic: String = header.iter().map(|b| format!("\\x{b:02x}")).collect();
+            let rule = format!(":apehdr:M::{magic}::/bin/sentinel:");
+            with_rules(&APE_RULES, || {
+                with_rules(&[&rule], || {
+                    if in_tree() {
+                        check_payload(FAT, "exec")
+                    } else {
+                        check_case(FAT, "exec", "sentinel")
+                    }
+                })
+            })
+        }),
+    ];
     if real_apes_run() {
         v.push(t("misc.ent_still_native", || {
-            expect_eq("ent.com", ent(ENT_COM).outcome, Outcome::Exit(0))
+            with_rules(&APE_RULES, || {
+                expect_eq("ent.com", ent(ENT_COM).outcome, Outcome::Exit(0))
+            })
         }));
     } else {
         // Declined with its magic intact, so binfmt_misc's MZ rule gets it.
         v.push(t("misc.ent_declined_reaches_misc", || {
-            check_case(ENT_COM, "ent", "sentinel")
+            with_rules(&APE_RULES, || check_case(ENT_COM, "ent", "sentinel"))
         }));
     }
     // Declined files must reach binfmt_misc with `bprm->buf` untouched, magic and all.
     for c in fix
         .iter()
-        .chain(corpus.iter())
+        .chain(corpus)
         .filter(|c| c.expect == "ENOEXEC" && c.with_misc != "same")
         .cloned()
     {
         v.push(t(format!("misc.{}", c.name), move || {
-            check_case(&format!("{}/{}.ape", c.dir, c.name), &c.name, &c.with_misc)
+            with_rules(&APE_RULES, || {
+                check_case(&format!("{}/{}.ape", c.dir, c.name), &c.name, &c.with_misc)
+            })
         }));
     }
-    v.push(m("rmmod", rmmod));
-    v.push(m("after_rmmod.misc_takes_apes", || {
-        check_case(FAT, "exec", "sentinel")
-    }));
-    v.push(m("insmod_after_binfmt_misc", insmod));
-    v.push(m("reloaded.ahead_of_binfmt_misc", || {
-        check_payload(FAT, "exec")
-    }));
+    const EXTENSION_RULE: &str = ":apeext:E::ape::/bin/sentinel:";
     if in_tree() {
         v.push(t("misc.extension_rule_does_not_take_ape", || {
             // In-tree, binfmt_ape has binfmt_elf load the APE itself: an `E::` rule, which
             // matches the file's name, sees only what binfmt_ape declines.
-            write(
-                &format!("{MISC}/register"),
-                ":apeext:E::ape::/bin/sentinel:",
-            )?;
-            let r = check_payload(FAT, "exec");
-            write(&format!("{MISC}/apeext"), "-1")?;
-            r
+            with_rules(&APE_RULES, || {
+                with_rules(&[EXTENSION_RULE], || check_payload(FAT, "exec"))
+            })
         }));
     } else {
         v.push(t("misc.extension_rule_takes_ape", || {
             // binfmt_ape hands the exec on (ENOEXEC) to binfmt_elf, and binfmt_misc lies
             // between: an `E::` rule matches the file's name, not its bytes, so it takes the
             // APE, as it did without binfmt_ape (README, "Known limits").
-            write(
-                &format!("{MISC}/register"),
-                ":apeext:E::ape::/bin/sentinel:",
-            )?;
-            let r = check_case(FAT, "exec", "sentinel");
-            write(&format!("{MISC}/apeext"), "-1")?;
-            r?;
-            check_payload(FAT, "exec")
+            with_rules(&APE_RULES, || {
+                with_rules(&[EXTENSION_RULE], || check_case(FAT, "exec", "sentinel"))?;
+                check_payload(FAT, "exec")
+            })
         }));
     }
-
-    // binfmt_misc registers at the head of the list: reloaded while binfmt_ape stays, it goes
-    // ahead (README, "binfmt_misc"), and reloading binfmt_ape puts it back in front.
-    v.push(m("misc_reload.unload_binfmt_misc", || {
-        sh("umount", &[MISC])?;
-        sh("rmmod", &["binfmt_misc"])
-    }));
-    v.push(m("misc_reload.binfmt_misc_goes_ahead", || {
-        sh("modprobe", &["binfmt_misc"])?;
-        mount_misc_with_rules()?;
-        check_case(FAT, "exec", "sentinel")
-    }));
-    v.push(m("misc_reload.reloading_binfmt_ape_restores_order", || {
-        rmmod()?;
-        insmod()?;
-        check_payload(FAT, "exec")
-    }));
     v.push(t("misc.unregister_rules", || {
-        for r in ["mz", "jartsr", "apedbg"] {
-            write(&format!("{MISC}/{r}"), "-1")?;
-        }
-        Ok(())
-    }));
-    v.push(m("rmmod_again", rmmod));
-    v.push(m("after_rmmod.enoexec", || refused(ENT_COM)));
-    v.push(m("selftests.exec_same_with_and_without_module", || {
-        // The kernel's own tools/testing/selftests/exec, built from the kernel under test. A
-        // few of their cases fail in this minimal guest whatever the module does (their
-        // scripts expect bash, the guest has busybox sh): what counts is that every case
-        // ends the same with binfmt_ape loaded as without it.
-        let without = exec_selftests();
-        insmod()?;
-        let with = exec_selftests();
-        rmmod()?;
-        // The verdicts, not the text: the text names child pids.
-        let verdicts = |r: &Run| -> Vec<String> {
-            r.out()
-                .lines()
-                .filter(|l| l.starts_with("ok ") || l.starts_with("not ok "))
-                .map(String::from)
-                .collect()
-        };
-        let (mut bad, mut summary) = (Vec::new(), Vec::new());
-        for ((name, a), (_, b)) in without.iter().zip(&with) {
-            let (va, vb) = (verdicts(a), verdicts(b));
-            let ok = va.iter().filter(|l| l.starts_with("ok ")).count();
-            if ok == 0 {
-                bad.push(format!("{name}: no case passed: {}", describe(a)));
+        with_misc(|| {
+            with_rules(&APE_RULES, || Ok(()))?;
+            for name in APE_RULES.iter().map(|r| rule_name(r)) {
+                if std::path::Path::new(&format!("{MISC}/{name}")).exists() {
+                    return Err(format!("{MISC}/{name} is still there"));
+                }
             }
-            if (a.outcome, &va) != (b.outcome, &vb) {
-                let differ: Vec<String> = va
-                    .iter()
-                    .zip(&vb)
-                    .filter(|(x, y)| x != y)
-                    .map(|(x, y)| format!("  without: {x}\n  with:    {y}"))
-                    .collect();
-                bad.push(format!(
-                    "{name}: {} without the module, {} with it\n{}",
-                    a.outcome,
-                    b.outcome,
-                    differ.join("\n")
-                ));
-            }
-            summary.push(format!("{name} {ok}/{}", va.len()));
-        }
-        println!(
-            "# selftests (cases passed): {}; the same with binfmt_ape",
-            summary.join(", ")
-        );
-        if bad.is_empty() {
             Ok(())
-        } else {
-            Err(bad.join("\n"))
-        }
-    }));
-    v.push(m("storm.execs_during_load_unload", move || {
-        let r = storm::storm(2, &storm_programs(), &storm_check_bounds(debug))?;
-        println!("# storm: {r}");
-        Ok(())
-    }));
-    if debug {
-        v.push(t("debug.kmemleak_finds_nothing", || {
-            // Two scans: kmemleak reports an object only once it has looked unreferenced twice.
-            write(KMEMLEAK, "scan")?;
-            write(KMEMLEAK, "scan")?;
-            let report = fs::read_to_string(KMEMLEAK).map_err(|e| format!("{KMEMLEAK}: {e}"))?;
-            if report.trim().is_empty() {
-                Ok(())
-            } else {
-                Err(report.lines().take(60).collect::<Vec<_>>().join("\n"))
-            }
-        }));
-    }
-    v.push(t("dmesg_clean", || {
-        let bad = kernel_log_problems();
-        if bad.is_empty() {
-            Ok(())
-        } else {
-            Err(bad.join("\n"))
-        }
+        })
     }));
     v
+}
+
+/// binfmt_ape's kselftest (tools/testing/selftests/exec/binfmt_ape.c in the upstream series),
+/// as the kernel's selftest runner would run it.
+fn selftest() -> Test {
+    t("selftest.binfmt_ape", || {
+        let path = "/selftests/exec/binfmt_ape";
+        let r = run(path, &[path], Stdin::Null);
+        let out = r.out();
+        if r.outcome == Outcome::Exit(0)
+            && out.contains("# Totals: pass:7 fail:0")
+            && !out.contains("not ok")
+        {
+            Ok(())
+        } else {
+            Err(format!("{}:\n{out}", describe(&r)))
+        }
+    })
+}
+
+/// The kernel's own tools/testing/selftests/exec, built from the kernel under test. A few of
+/// their cases fail in this minimal guest whatever the module does (their scripts expect
+/// bash, the guest has busybox sh): what counts is that every case ends the same with
+/// binfmt_ape loaded as without it. Starts and ends with the module unloaded.
+fn selftests_same_without_module() -> Check {
+    let without = exec_selftests();
+    insmod()?;
+    let with = exec_selftests();
+    rmmod()?;
+    // The verdicts, not the text: the text names child pids.
+    let verdicts = |r: &Run| -> Vec<String> {
+        r.out()
+            .lines()
+            .filter(|l| l.starts_with("ok ") || l.starts_with("not ok "))
+            .map(String::from)
+            .collect()
+    };
+    let (mut bad, mut summary) = (Vec::new(), Vec::new());
+    for ((name, a), (_, b)) in without.iter().zip(&with) {
+        let (va, vb) = (verdicts(a), verdicts(b));
+        let ok = va.iter().filter(|l| l.starts_with("ok ")).count();
+        if ok == 0 {
+            bad.push(format!("{name}: no case passed: {}", describe(a)));
+        }
+        if (a.outcome, &va) != (b.outcome, &vb) {
+            let differ: Vec<String> = va
+                .iter()
+                .zip(&vb)
+                .filter(|(x, y)| x != y)
+                .map(|(x, y)| format!("  without: {x}\n  with:    {y}"))
+                .collect();
+            bad.push(format!(
+                "{name}: {} without the module, {} with it\n{}",
+                a.outcome,
+                b.outcome,
+                differ.join("\n")
+            ));
+        }
+        summary.push(format!("{name} {ok}/{}", va.len()));
+    }
+    println!(
+        "# selftests (cases passed): {}; the same with binfmt_ape",
+        summary.join(", ")
+    );
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(bad.join("\n"))
+    }
 }
 
 /// Runs the suite; returns the exit status (0 when everything passed).
