@@ -159,7 +159,9 @@ def module(repo, tree):
     d = tree / "fs/binfmt_ape"
     d.mkdir(parents=True, exist_ok=True)
     (d / "binfmt_ape.rs").write_text(src)
-    (d / "ape.rs").write_text((repo / "src/ape.rs").read_text())
+    # The decoder, as it is.
+    for f in ("ape.rs", "scan.rs"):
+        (d / f).write_text((repo / "src" / f).read_text())
     (d / "Makefile").write_text(
         "# SPDX-License-Identifier: GPL-2.0\n\n"
         "obj-$(CONFIG_BINFMT_APE) += binfmt_ape.o\n\n"
