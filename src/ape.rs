@@ -170,6 +170,25 @@ pub enum Field {
 }
 
 impl Field {
+    /// Every field, in declaration order (for tools, and the test that holds the reference
+    /// model's skip list to [`Field::skips`]).
+    pub const ALL: [Self; 14] = [
+        Self::Class,
+        Self::Data,
+        Self::Version,
+        Self::Type,
+        Self::Machine,
+        Self::Phentsize,
+        Self::Phnum,
+        Self::Phoff,
+        Self::Interp,
+        Self::Dynamic,
+        Self::Filesz,
+        Self::Align,
+        Self::Overflow,
+        Self::Entry,
+    ];
+
     /// Whether loader.c moves on to the next statement (rather than refusing the file).
     pub fn skips(self) -> bool {
         matches!(

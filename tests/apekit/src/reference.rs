@@ -84,7 +84,9 @@ fn decode_all(win: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
-const SKIP: &[&str] = &[
+/// The reasons for which loader.c moves on to the next statement: `ape::Field::skips` must
+/// say the same (`tests/decoder.rs`, `skip_lists_agree`).
+pub const SKIP: &[&str] = &[
     "class", "data", "version", "type", "machine", "phoff", "interp", "dynamic",
 ];
 

@@ -511,3 +511,34 @@ fn an_earlier_table_rules_its_statement_out() {
     let s = apekit::select(&f, X86, PAGE).unwrap();
     assert_eq!(s.index, 0);
 }
+
+/// The reference model's list of reasons that move on to the next statement and
+/// `ape::Field::skips` agree: one list each, held together here.
+#[test]
+fn skip_lists_agree() {
+    use apekit::{ape::Field, reference::SKIP};
+    // Fails to build when a field is added, until it is added here and to `Field::ALL`.
+    let listed = |f: Field| match f {
+        Field::Class
+        | Field::Data
+        | Field::Version
+        | Field::Type
+        | Field::Machine
+        | Field::Phentsize
+        | Field::Phnum
+        | Field::Phoff
+        | Field::Interp
+        | Field::Dynamic
+        | Field::Filesz
+        | Field::Align
+        | Field::Overflow
+        | Field::Entry => 14,
+    };
+    assert_eq!(Field::ALL.len(), listed(Field::Class));
+    for f in Field::ALL {
+        assert_eq!(f.skips(), SKIP.contains(&f.name()), "{f:?}");
+    }
+    for name in SKIP {
+        assert!(Field::ALL.iter().any(|f| f.name() == *name), "{name}");
+    }
+}
