@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * C helpers for binfmt_ape (see helpers.h): what its Rust code needs of the kernel's static
- * and inline functions and macros, which Rust cannot call.
+ * C helpers for binfmt_ape: what its Rust code needs of the kernel's static and inline
+ * functions and macros, which Rust cannot call.
  */
 
 #define pr_fmt(fmt) "binfmt_ape: " fmt
