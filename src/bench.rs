@@ -10,19 +10,11 @@ use crate::{bindings, sysctl::Entry};
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use kernel::{c_str, prelude::*};
 
-pub(crate) static BYTES_READ: AtomicUsize = AtomicUsize::new(0);
-static NS: AtomicUsize = AtomicUsize::new(0);
-static CALLS: AtomicUsize = AtomicUsize::new(0);
-
-/// Adds `bench_ns`, `bench_calls` and `bench_bytes_read` to the module's entries.
-pub(crate) fn entries(v: &mut KVec<Entry>) -> Result {
-    v.push(Entry::Counter(c_str!("bench_ns"), &NS), GFP_KERNEL)?;
-    v.push(Entry::Counter(c_str!("bench_calls"), &CALLS), GFP_KERNEL)?;
-    v.push(
-        Entry::Counter(c_str!("bench_bytes_read"), &BYTES_READ),
-        GFP_KERNEL,
-    )?;
-    Ok(())
+crate::controls! {
+    pub(crate) fn entries;
+    "bench_ns": Counter(NS: AtomicUsize = 0),
+    "bench_calls": Counter(CALLS: AtomicUsize = 0),
+    "bench_bytes_read": Counter(pub(crate) BYTES_READ: AtomicUsize = 0),
 }
 
 fn now() -> usize {

@@ -106,35 +106,46 @@ fn alloc_flags() -> kernel::alloc::Flags {
     GFP_KERNEL | kernel::alloc::flags::__GFP_NOWARN
 }
 
-static ENABLED: AtomicI32 = AtomicI32::new(1);
-static HANDLED: AtomicUsize = AtomicUsize::new(0);
-static DECLINED_DEBUG: AtomicUsize = AtomicUsize::new(0);
-static DECLINED_NO_HEADER: AtomicUsize = AtomicUsize::new(0);
-static DECLINED_NO_MACHINE: AtomicUsize = AtomicUsize::new(0);
-static DECLINED_INVALID: AtomicUsize = AtomicUsize::new(0);
-static READ_ERRORS: AtomicUsize = AtomicUsize::new(0);
-static ALLOC_ERRORS: AtomicUsize = AtomicUsize::new(0);
-static ELF_REFUSED: AtomicUsize = AtomicUsize::new(0);
+/// Declares controls of `/proc/sys/fs/binfmt_ape`, one line each (the file's name, its kind
+/// and its static), and `fn NAME(&mut KVec<Entry>)`, which adds their entries in that order.
+///
+/// The entries are made at run time, not in a `static`: rustc 1.85, the oldest that 7.x
+/// kernels accept (Debian 13's), refuses a `static` whose value refers to other statics.
+macro_rules! controls {
+    (
+        $fvis:vis fn $entries:ident;
+        $($file:literal: $kind:ident($vis:vis $name:ident: $ty:ident = $init:literal),)*
+    ) => {
+        $($vis static $name: $ty = $ty::new($init);)*
 
-/// The entries of `/proc/sys/fs/binfmt_ape`, one line each. Made at run time, not a `static`:
-/// rustc 1.85, the oldest that 7.x kernels accept (Debian 13's), refuses a `static` whose
-/// value refers to these statics.
+        /// Adds the entries of these controls.
+        $fvis fn $entries(v: &mut KVec<Entry>) -> Result {
+            Ok(v.extend_from_slice(&[$(Entry::$kind(c_str!($file), &$name)),*], GFP_KERNEL)?)
+        }
+    };
+}
+// For `bench`, declared above: the rest of the crate has the macro in scope from here on.
+#[cfg(ape_bench)]
+use controls;
+
+controls! {
+    fn add_entries;
+    "enabled": Switch(ENABLED: AtomicI32 = 1),
+    "handled": Counter(HANDLED: AtomicUsize = 0),
+    "elf_refused": Counter(ELF_REFUSED: AtomicUsize = 0),
+    "declined_debug": Counter(DECLINED_DEBUG: AtomicUsize = 0),
+    "declined_no_header": Counter(DECLINED_NO_HEADER: AtomicUsize = 0),
+    "declined_no_machine": Counter(DECLINED_NO_MACHINE: AtomicUsize = 0),
+    "declined_invalid": Counter(DECLINED_INVALID: AtomicUsize = 0),
+    "read_errors": Counter(READ_ERRORS: AtomicUsize = 0),
+    "alloc_errors": Counter(ALLOC_ERRORS: AtomicUsize = 0),
+}
+
+/// The entries of `/proc/sys/fs/binfmt_ape`: the controls above, then those of the set-id
+/// policy and of the bench build.
 fn sysctl_entries() -> Result<KVec<Entry>> {
     let mut v = KVec::new();
-    v.extend_from_slice(
-        &[
-            Entry::Switch(c_str!("enabled"), &ENABLED),
-            Entry::Counter(c_str!("handled"), &HANDLED),
-            Entry::Counter(c_str!("elf_refused"), &ELF_REFUSED),
-            Entry::Counter(c_str!("declined_debug"), &DECLINED_DEBUG),
-            Entry::Counter(c_str!("declined_no_header"), &DECLINED_NO_HEADER),
-            Entry::Counter(c_str!("declined_no_machine"), &DECLINED_NO_MACHINE),
-            Entry::Counter(c_str!("declined_invalid"), &DECLINED_INVALID),
-            Entry::Counter(c_str!("read_errors"), &READ_ERRORS),
-            Entry::Counter(c_str!("alloc_errors"), &ALLOC_ERRORS),
-        ],
-        GFP_KERNEL,
-    )?;
+    add_entries(&mut v)?;
     #[cfg(not(CONFIG_BINFMT_APE))]
     setid::entries(&mut v)?;
     #[cfg(ape_bench)]
@@ -188,16 +199,10 @@ mod setid {
     use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering::Relaxed};
     use kernel::{c_str, prelude::*};
 
-    static SETID: AtomicI32 = AtomicI32::new(0);
-    static DECLINED_SETID: AtomicUsize = AtomicUsize::new(0);
-
-    pub(super) fn entries(v: &mut KVec<Entry>) -> Result {
-        v.push(Entry::Switch(c_str!("setid"), &SETID), GFP_KERNEL)?;
-        v.push(
-            Entry::Counter(c_str!("declined_setid"), &DECLINED_SETID),
-            GFP_KERNEL,
-        )?;
-        Ok(())
+    controls! {
+        pub(super) fn entries;
+        "setid": Switch(SETID: AtomicI32 = 0),
+        "declined_setid": Counter(DECLINED_SETID: AtomicUsize = 0),
     }
 
     /// Whether to decline the APE by the policy: counted and logged when so.
