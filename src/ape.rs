@@ -536,7 +536,7 @@ fn scan<S: Source>(
         // Most statements are another CPU's, and their first bytes tell. When the verdict
         // cannot depend on the rest, the rest is skipped to the closing quote, not decoded.
         d.restart(body);
-        scan.decode(&mut d, PEEK);
+        scan.decode_to(&mut d, PEEK);
         if d.n == PEEK && d.out.0.starts_with(ELFMAG) && d.out.e_machine() != machine {
             let skip = match d.out.check(machine) {
                 Err(Field::Machine) => {

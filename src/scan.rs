@@ -184,7 +184,7 @@ impl<'a> Window<'a> {
     /// Decodes on from `d` until `d.n` reaches `want` (at most [`EHDR_SIZE`]: the bytes past
     /// the header only count, [`Window::decode_statement`]), the closing quote is read (then
     /// `d.pos` is one past it) or the window runs out.
-    pub(super) fn decode(&self, d: &mut Decoded, want: usize) {
+    pub(super) fn decode_to(&self, d: &mut Decoded, want: usize) {
         if d.ended {
             return;
         }
@@ -265,7 +265,7 @@ impl<'a> Window<'a> {
     /// Decodes the statement at `d` to its header's end, then only finds where it ends:
     /// `d.n` is its length up to [`EHDR_SIZE`], and `d.pos` one past where decoding stopped.
     pub(super) fn decode_statement(&self, d: &mut Decoded) {
-        self.decode(d, EHDR_SIZE);
+        self.decode_to(d, EHDR_SIZE);
         if !d.ended {
             d.pos = self.finish(d.pos);
             d.ended = true;
@@ -275,7 +275,7 @@ impl<'a> Window<'a> {
     /// Whether the statement body at `body`, whose magic was seen, decodes to a whole header.
     pub(super) fn is_header(&self, body: usize) -> bool {
         let mut d = Decoded::at(body);
-        self.decode(&mut d, EHDR_SIZE);
+        self.decode_to(&mut d, EHDR_SIZE);
         d.n >= EHDR_SIZE
     }
 
@@ -392,7 +392,7 @@ impl<'a> Window<'a> {
 /// Plain loads at any offset: x86-64, where an unaligned load costs what an aligned one does.
 #[cfg(not(any(target_arch = "aarch64", ape_aligned_loads)))]
 impl Window<'_> {
-    /// Bytes [`Window::decode`] may use of a load before it loads again: with a load as cheap
+    /// Bytes [`Window::decode_to`] may use of a load before it loads again: with a load as cheap
     /// at any offset, one escape or byte per load.
     const ROOM: u32 = 0;
 
@@ -417,7 +417,7 @@ impl Window<'_> {
 /// `strict-align`, where a load at an unknown alignment is a load of each byte.
 #[cfg(any(target_arch = "aarch64", ape_aligned_loads))]
 impl Window<'_> {
-    /// Bytes [`Window::decode`] may use of a load before it loads again: a load at any offset
+    /// Bytes [`Window::decode_to`] may use of a load before it loads again: a load at any offset
     /// joins two words, so it takes escapes from it while four bytes of it are left.
     const ROOM: u32 = 4;
 
