@@ -171,7 +171,7 @@ impl binfmt::Binfmt for Ape {
             return Err(ENOEXEC);
         }
         // A failed allocation or read is counted where it happened, and fails the exec.
-        let selected = select(bprm)?;
+        let selected = find_header(bprm)?;
         #[cfg(not(CONFIG_BINFMT_APE))]
         if selected.is_ok() && setid::declines(bprm) {
             return Err(ENOEXEC);
@@ -280,7 +280,7 @@ const FIRST_READ: usize = 2048;
 /// what the decoder looks at cannot change under it. Should the file change between this read
 /// and binfmt_elf's, binfmt_elf checks the header and program headers it maps anyway; the
 /// checks here only turn what it would refuse late into a clean `ENOEXEC`.
-fn select(bprm: &Binprm) -> Result<core::result::Result<ape::Statement, ape::Error>> {
+fn find_header(bprm: &Binprm) -> Result<core::result::Result<ape::Statement, ape::Error>> {
     let page_size = u64::try_from(PAGE_SIZE).map_err(|_| EINVAL)?;
     // One allocation (3 KiB) for the first bytes and a program header table.
     let mut buf = KVec::<u8>::with_capacity(FIRST_READ + ape::MAX_PHDR_TABLE, alloc_flags())
