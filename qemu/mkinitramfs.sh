@@ -10,8 +10,8 @@ LOG_TAG=initramfs
 usage() {
 	cat <<EOF
 Usage: $0 OUT.cpio.gz KERNEL_BUILD_DIR MODULE.ko MODE [ARGS...]
-Builds a guest initramfs for ARCH (${ALL_ARCHES// / or }): busybox, the test runner and the
-benchmark, binfmt_ape.ko, binfmt_misc.ko (with modules.dep, for the module's request_module),
+Builds a guest initramfs for ARCH (${ALL_ARCHES// / or }): busybox, the test runner, the
+benchmark, apeinfo, binfmt_ape.ko, binfmt_misc.ko (with modules.dep, for request_module),
 the real APEs, the fixtures, the corpus and the exec selftests. Its init runs
 ape-runner MODE ARGS... (ape-bench ARGS... for MODE bench) and powers off.
 MODULE.ko is "" for a kernel with binfmt_ape built in. Environment:
@@ -33,7 +33,7 @@ apes=$("$BINFMT_APE_ROOT"/scripts/fetch-apes.sh)
 fixtures=$BUILD/fixtures
 [ -e "$fixtures/SHA256SUMS" ] || die "no fixtures: run scripts/fixtures.sh"
 bins=$BINFMT_APE_ROOT/tests/target/$RUST_TARGET/release
-for b in ape-runner ape-bench; do
+for b in ape-runner ape-bench apeinfo; do
 	[ -x "$bins/$b" ] || die "no guest program: $bins/$b"
 done
 [ -x "$BUSYBOX" ] || die "no busybox for $KARCH at $BUSYBOX (run scripts/setup.sh)"
@@ -50,7 +50,7 @@ for a in sh mount umount insmod rmmod lsmod modprobe dmesg reboot cat echo mkdir
 	ln -s busybox "$root/bin/$a"
 done
 ln -s ../bin/busybox "$root/sbin/modprobe"
-cp "$bins/ape-runner" "$bins/ape-bench" "$root/bin/"
+cp "$bins/ape-runner" "$bins/ape-bench" "$bins/apeinfo" "$root/bin/"
 cp "$fixtures/payload/$ELF_ARCH/payload-exec" "$fixtures/payload/$ELF_ARCH/payload-dyn" "$root/bin/"
 cp "$fixtures/payload/$ELF_ARCH/payload-exec" "$root/bin/sentinel"
 cp -r "$fixtures/fix" "$fixtures/corpus" "$fixtures/bench" "$root/ape/"

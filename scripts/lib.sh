@@ -140,6 +140,10 @@ build_guest_programs() {
 	env ${CROSS:+"$linker=${CROSS}gcc"} \
 		cargo build --quiet --release --manifest-path "$BINFMT_APE_ROOT/tests/Cargo.toml" \
 		-p guest --target "$RUST_TARGET" --bins
+	# apeinfo, for the guest tests that compare its verdict with what exec does.
+	env ${CROSS:+"$linker=${CROSS}gcc"} \
+		cargo build --quiet --release --manifest-path "$BINFMT_APE_ROOT/tests/Cargo.toml" \
+		-p apekit --target "$RUST_TARGET" --bin apeinfo
 	"$BINFMT_APE_ROOT"/scripts/fixtures.sh
 }
 
