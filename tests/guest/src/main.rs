@@ -9,9 +9,8 @@
 //! `ape-runner demo [APE [ARGS...]]`  show an APE running natively
 //! `ape-runner soak SECONDS`  the exec storm (`storm.rs`) for that long
 //!
-//! Guest layout (built by qemu/mkinitramfs.sh): /lib/modules/binfmt_ape.ko, /ape/real (ent.com,
-//! ent.elf for this CPU, pledge), /ape/fix and /ape/corpus (each with MANIFEST.tsv),
-//! /bin/payload-exec, /bin/payload-dyn, /bin/sentinel.
+//! The tests live in `tests/`, one module per area; the guest's layout (built by
+//! qemu/mkinitramfs.sh) is described in `tests/common.rs`.
 
 mod exec;
 mod storm;
