@@ -16,8 +16,10 @@ repository's sources (scripts/intree.py does each step), as git format-patch fil
 cover letter in build/patches/. Then checks it the way a maintainer would: git am onto the
 pristine tree, the result identical to what was generated, and scripts/checkpatch.pl --strict
 on every patch (reports other than the ones the cover letter justifies fail).
-KSRC: the pristine tree (default: Debian's linux-source-7.3). It is kept in git (made once: a
-few minutes) under
+KSRC: the pristine tree (default: Debian's linux-source-7.3), either a kernel git checkout,
+whose HEAD the series is built on (its base-commit; the checkout's branches and work tree are
+left alone: the series is built in a clone), or a plain source tree, which is made a git
+repository once (a few minutes). Either lives under
   $CACHE/patches/
 and on success the tree there has the series applied (branch applied), which is what
 make check builds with BINFMT_APE=y. Prints that tree.
@@ -30,11 +32,21 @@ case "${1:-}" in
 esac
 
 KVER=7.3
+# The commit the series is based on, when KSRC is a git checkout.
+base=
 if [ -n "${KSRC:-}" ]; then
 	[ -e "$KSRC/Makefile" ] && [ -d "$KSRC/fs" ] || die "KSRC=$KSRC is not a kernel source tree"
-	SRC=$(cd "$KSRC" && pwd)
+	SRC=$(cd "$KSRC" && pwd -P)
 	SRCVER=$(make -s -C "$SRC" kernelversion)
 	name=$(printf '%s' "$SRC" | sha256sum | cut -c1-12)-$SRCVER
+	if [ "$(git -C "$SRC" rev-parse --show-toplevel 2>/dev/null)" = "$SRC" ] &&
+		base=$(git -C "$SRC" rev-parse -q --verify 'HEAD^{commit}'); then
+		name=$name-git-${base:0:12}
+		git -C "$SRC" diff --quiet HEAD 2>/dev/null ||
+			log "KSRC has uncommitted changes: the series is built on its HEAD, $base"
+	else
+		base=
+	fi
 else
 	kernel_source
 	name=linux-$KVER-$SRCVER
@@ -48,7 +60,16 @@ author="$author_name <$author_email>"
 git=(git -C "$tree" -c user.name="$author_name" -c user.email="$author_email"
 	-c commit.gpgsign=false -c core.autocrlf=false -c advice.detachedHead=false)
 
-if [ ! -e "$tree/.git/pristine-done" ]; then
+if [ -n "$base" ]; then
+	# A clone (objects hard-linked, no checkout), so nothing of the user's changes.
+	if [ "$("${git[@]}" rev-parse -q --verify pristine 2>/dev/null)" != "$base" ]; then
+		log "cloning $SRC at $base: $tree"
+		rm -rf "$tree"
+		mkdir -p "$(dirname "$tree")"
+		git clone -q --no-checkout "$SRC" "$tree"
+		"${git[@]}" branch -f pristine "$base"
+	fi
+elif [ ! -e "$tree/.git/pristine-done" ]; then
 	log "making the pristine tree a git repository (once): $tree"
 	rm -rf "$tree"
 	mkdir -p "$tree"
@@ -79,7 +100,9 @@ series_tree=$("${git[@]}" rev-parse 'series^{tree}')
 
 rm -rf "$out"
 mkdir -p "$out"
-"${git[@]}" format-patch -q --cover-letter --thread=shallow -o "$out" pristine..series
+# With a git base, every patch names it (base-commit:), as b4 and the kernel's bots expect.
+"${git[@]}" format-patch -q --cover-letter --thread=shallow ${base:+--base="$base"} -o "$out" \
+	pristine..series
 # The cover letter's text: its subject line, then its body, with format-patch's shortlog and
 # diffstat kept.
 cover=$(ls "$out"/0000-*.patch)
