@@ -313,12 +313,12 @@ lane_debian() {
 		# A release of the DKMS cycle below boots with the module DKMS built instead.
 		case " $DKMS_KERNELS " in *" $rel "*) continue ;; esac
 		phase "guest suite: Debian's $rel"
-		guest "debian-$rel" scripts/distro-guest.sh "$rel" check
+		guest "debian-$rel" scripts/debian-guest.sh "$rel" check
 	done
 
 	# The Debian packages, as a user installs them: make deb (lintian), then on 6.12 and 7.3
 	# (amd64) apt-get install -> DKMS build -> boot Debian's kernel with the DKMS-built module ->
-	# a kernel update rebuilt by DKMS -> apt-get purge (scripts/dkms-check.sh). DKMS_KERNELS
+	# a kernel update rebuilt by DKMS -> apt-get purge (scripts/dkms-cycle.sh). DKMS_KERNELS
 	# overrides the releases ("none": skip).
 	if [ -n "$DKMS_KERNELS" ]; then
 		phase "Debian packages: make deb, lintian"
@@ -330,7 +330,7 @@ lane_debian() {
 			[ "$s" = 0 ] || break
 			phase "DKMS cycle: $rel, then a kernel update to $update"
 			rm -f "$BUILD/dkms-$rel.results"
-			guest "dkms-$rel" scripts/dkms-check.sh "$debdir" "$rel" "$update"
+			guest "dkms-$rel" scripts/dkms-cycle.sh "$debdir" "$rel" "$update"
 			while read -r line; do
 				case "$line" in
 				"ok - "*) result "dkms-$rel: ${line#ok - }" 0 ;;
@@ -380,7 +380,7 @@ done
 for rel in $DEB_KERNELS; do
 	case "$rel" in *-amd64) ;; *) continue ;; esac
 	case " $DKMS_KERNELS " in
-	*" $rel "*) ko=$(ls -t "$CACHE"/dkms-check/"$rel"-*/binfmt_ape.ko 2>/dev/null | head -n1) ;;
+	*" $rel "*) ko=$(ls -t "$CACHE"/dkms-cycle/"$rel"-*/binfmt_ape.ko 2>/dev/null | head -n1) ;;
 	*) ko=$(ls -t "$CACHE"/debian-root/*/var/cache/binfmt-ape/"$rel"/binfmt_ape.ko 2>/dev/null | head -n1) ;;
 	esac
 	[ -n "$ko" ] || continue

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # One guest run on a kernel built here: the kernel (cached), the module, the guest programs,
-# the fixtures, the initramfs, the boot. Debian's own kernels: scripts/distro-guest.sh.
+# the fixtures, the initramfs, the boot. Debian's own kernels: scripts/debian-guest.sh.
 set -euo pipefail
 LOG_TAG=guest
 . "$(dirname "$0")/lib.sh"

@@ -19,7 +19,7 @@ copy of the Debian 13 root (scripts/debian-root.sh scratch) that has REL's heade
      does not have), and DKMS builds for it unasked
   4. apt-get purge leaves no module, no DKMS tree, no file behind
 then boots Debian's unmodified REL with the DKMS-built module and runs the guest suite
-(scripts/distro-guest.sh). Writes "ok - ..." and "not ok - ..." lines to
+(scripts/debian-guest.sh). Writes "ok - ..." and "not ok - ..." lines to
 build/dkms-REL.results and prints the guest's console log path. The cycle's results are cached
 by content (the packages, the root, the releases): a rerun on the same sources reports them
 again, marked "(cached)", and still boots the module.
@@ -36,7 +36,7 @@ root=$("$BINFMT_APE_ROOT"/scripts/debian-root.sh release "$rel")
 key=$({ basename "$root"; echo "$rel $upd"; for d in "$debdir"/*.deb; do
 	dpkg-deb -I "$d" control; dpkg-deb --fsys-tarfile "$d" | tar -t
 	dpkg-deb --fsys-tarfile "$d" | tar -xO; done; sha256sum "$0"; } | sha256sum | cut -c1-16)
-res=$CACHE/dkms-check/$rel-$key
+res=$CACHE/dkms-cycle/$rel-$key
 work=build/dkms/$rel
 debian_release "$rel"
 
@@ -84,7 +84,7 @@ if [ ! -e "$res/.done" ]; then
 				grep -v "^[up]n" ; } )
 		[ -z "$left" ]; say $? "purge leaves no module, no DKMS tree and no files"
 		[ -z "$left" ] || echo "$left" >leftovers
-	' dkms-check "$rel" "$upd" "$work" >"$BINFMT_APE_ROOT/$work/results" || true
+	' dkms-cycle "$rel" "$upd" "$work" >"$BINFMT_APE_ROOT/$work/results" || true
 	echo "whole cycle: $(($(date +%s) - start)) s" >>"$BINFMT_APE_ROOT/$work/times"
 	rm -rf "$res" && mkdir -p "$res"
 	cp "$BINFMT_APE_ROOT/$work"/{results,times,binfmt_ape.ko} "$res/" 2>/dev/null || true
@@ -97,4 +97,4 @@ mkdir -p "$BUILD"
 sed "s/\$/$cached/" "$res/results" >"$BUILD/dkms-$rel.results"
 sed 's/^/# /' "$res/times" >&2
 [ -e "$res/binfmt_ape.ko" ] || die "DKMS built no module to boot"
-APE_KO=$res/binfmt_ape.ko "$BINFMT_APE_ROOT"/scripts/distro-guest.sh "$rel" check
+APE_KO=$res/binfmt_ape.ko "$BINFMT_APE_ROOT"/scripts/debian-guest.sh "$rel" check

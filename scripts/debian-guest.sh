@@ -20,7 +20,7 @@ the module's build log is beside it. Debian's packages come from a private apt s
 (lib-apt.sh's apt_private) and are cached under $CACHE/debian-kernel.
 Environment:
   MODE=kernel|bundled  force the module's build mode (default: preflight's choice)
-  APE_KO=PATH          boot this module instead of building one (scripts/dkms-check.sh)
+  APE_KO=PATH          boot this module instead of building one (scripts/dkms-cycle.sh)
   TIMEOUT              seconds before the guest counts as hung (default 600)
 EOF
 }
