@@ -13,6 +13,7 @@ dropped, and the C helpers become the kernel crate's `rust_helper_*` functions.
 """
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -148,6 +149,7 @@ def module(repo, tree):
     # The decoder, as it is.
     for f in ("ape.rs", "scan.rs"):
         (d / f).write_text((repo / "src" / f).read_text())
+    rustfmt(tree, d / "binfmt_ape.rs")
     (d / "Makefile").write_text(
         "# SPDX-License-Identifier: GPL-2.0\n\n"
         "obj-$(CONFIG_BINFMT_APE) += binfmt_ape.o\n\n"
@@ -195,6 +197,13 @@ def add_line_sorted(path, line, pattern):
     path.write_text("\n".join(lines))
 
 
+def rustfmt(tree, path):
+    """Formats `path` as the tree's `make rustfmt` would (its .rustfmt.toml): what intree.py
+    rewrites, such as `use kernel::` becoming `use crate::`, may move in the sort order."""
+    subprocess.run(["rustfmt", "--config-path", str(tree / ".rustfmt.toml"), str(path)],
+                   check=True)
+
+
 def kernel_crate_file(text):
     """An abstraction of this repository as a file of the kernel crate."""
     text = text.replace("use kernel::", "use crate::")
@@ -210,6 +219,7 @@ def binfmt(repo, tree):
     rs = resolve_cfgs(rs, set(), OUT_OF_TREE_CFGS["off"])
     rs = rs.replace("#[cfg(CONFIG_BINFMT_APE)]", "#[cfg(CONFIG_BINFMT_ELF)]")
     (tree / "rust/kernel/binfmt.rs").write_text(rs)
+    rustfmt(tree, tree / "rust/kernel/binfmt.rs")
     add_line_sorted(tree / "rust/kernel/lib.rs", "pub mod binfmt;", r"pub mod \w+;$")
 
     c = orig_c = (repo / "rust/helpers.c").read_text()
@@ -251,6 +261,7 @@ def binfmt(repo, tree):
 def sysctl(repo, tree):
     rs = kernel_crate_file((repo / "rust/kernel/sysctl.rs").read_text())
     (tree / "rust/kernel/sysctl.rs").write_text(rs)
+    rustfmt(tree, tree / "rust/kernel/sysctl.rs")
     lib = tree / "rust/kernel/lib.rs"
     text = lib.read_text()
     if "pub mod sysctl;" not in text:
