@@ -223,6 +223,29 @@ lane_guests() {
 	fi
 }
 
+# intree.py keys on cfgs and markers only: with any of them gone, it must stop and name it,
+# not write a series with out-of-tree code left in.
+intree_markers() {
+	local name drop file step expect tmp s out
+	while IFS='|' read -r name file step drop expect; do
+		tmp=$(mktemp -d)
+		cp -R src rust docs "$tmp/"
+		mkdir -p "$tmp/tree/rust/kernel"
+		printf 'edition = "2021"\n' >"$tmp/tree/.rustfmt.toml"
+		printf 'pub mod alloc;\npub mod bits;\n' >"$tmp/tree/rust/kernel/lib.rs"
+		grep -vF -- "$drop" "$file" >"$tmp/$file"
+		s=0
+		out=$(python3 scripts/intree.py "$step" "$tmp" "$tmp/tree" 2>&1) && s=1
+		[ "$s" = 0 ] && grep -qF -- "$expect" <<<"$out" || { echo "# $out"; s=1; }
+		result "intree.py stops when $name is missing" "$s"
+		rm -rf "$tmp"
+	done <<-'EOF'
+	the crate doc's out-of-tree block|src/binfmt_ape_main.rs|module|//! <!-- end out-of-tree -->|out-of-tree -->
+	#[cfg(CONFIG_BINFMT_APE)]|src/binfmt_ape_main.rs|module|#[cfg(CONFIG_BINFMT_APE)]|no #[cfg(CONFIG_BINFMT_APE)]
+	helpers.c's #ifndef block|rust/helpers.c|binfmt|#ifndef CONFIG_BINFMT_APE|#ifndef CONFIG_BINFMT_APE
+	EOF
+}
+
 # The guest suite and the series' selftest on 7.3 with the series built in, nothing loaded.
 series_guest() {
 	phase "waiting for the series' kernel"
@@ -264,6 +287,7 @@ host_side() {
 		host_tests "cargo test (aligned loads)" --test decoder --test differential
 
 	phase "static checks"
+	intree_markers
 	s=0; cargo clippy --quiet --release --manifest-path tests/Cargo.toml -p apekit --lib -- -D warnings || s=$?
 	result "clippy: decoder (indexing, arithmetic, unwrap, panic denied)" "$s"
 	s=0; rustfmt --edition 2021 --check src/*.rs rust/kernel/*.rs >/dev/null || s=$?
