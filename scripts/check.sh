@@ -205,6 +205,9 @@ lane_guests() {
 		# Empty when it failed: the kernels lane waits for this file either way.
 		if [ "$s" = 0 ]; then echo "$ptree"; else echo; fi >"$RUN/patches-tree.new"
 		mv "$RUN/patches-tree.new" "$RUN/patches-tree"
+		if [ "$s" = 0 ]; then
+			patches_from_git_checkout "$ptree"
+		fi
 	fi
 	local guest kver arch variant tag
 	for guest in $(guest_order); do
@@ -221,6 +224,28 @@ lane_guests() {
 	if series_wanted; then
 		series_guest
 	fi
+}
+
+# make patches KSRC=CHECKOUT, a kernel git checkout as a maintainer has one (a clone of the
+# pristine tree, on branch master): the series is built on its HEAD, which base-commit: names,
+# and the checkout's refs and work tree are left as they were.
+patches_from_git_checkout() {
+	local ptree=$1 ksrc=$RUN/ksrc-git s=0 before after head
+	phase "upstream series: make patches KSRC=a kernel git checkout"
+	rm -rf "$ksrc"
+	git clone -q -b pristine "$ptree" "$ksrc" && git -C "$ksrc" checkout -q -b master &&
+		git -C "$ksrc" branch -q -D pristine || s=$?
+	if [ "$s" = 0 ]; then
+		head=$(git -C "$ksrc" rev-parse HEAD)
+		before=$(git -C "$ksrc" for-each-ref; git -C "$ksrc" status --porcelain)
+		KSRC=$ksrc BUILD=$RUN/ksrc-build scripts/patches.sh >/dev/null || s=$?
+		after=$(git -C "$ksrc" for-each-ref; git -C "$ksrc" status --porcelain)
+		[ "$s" != 0 ] || [ "$before" = "$after" ] || { echo "# KSRC's refs or work tree changed"; s=1; }
+		[ "$s" != 0 ] || grep -qx "base-commit: $head" "$RUN"/ksrc-build/patches/0000-*.patch ||
+			{ echo "# no base-commit: $head"; s=1; }
+	fi
+	result "make patches KSRC=git checkout: built on its HEAD (base-commit), checkout untouched" "$s"
+	rm -rf "$ksrc" "$CACHE"/patches/*-git-"${head:0:12}"
 }
 
 # intree.py keys on cfgs and markers only: with any of them gone, it must stop and name it,
