@@ -33,6 +33,8 @@ rel=$1
 shift
 [ $# -gt 0 ] || set -- check
 debian_release "$rel"
+# A release apt does not know stops here, in one line naming the nearest ones.
+debian_headers_deps "$rel" "$DEB_ARCH"
 export ARCH=$KARCH
 series=$(echo "$rel" | cut -d. -f1,2)
 

@@ -109,8 +109,15 @@ install_release() {
 	if [ -e "$dir/usr/src/linux-headers-$rel/.config" ] && [ -e "$dir/usr/src/linux-source-$series.tar.xz" ]; then
 		return 0
 	fi
-	log "installing headers for $rel and linux-source-$series into the Debian root"
-	local pkgs=("linux-source-$series" "linux-headers-$ver-common" "linux-kbuild-$ver")
+	# The root is Debian 13: a kernel of another Debian release is built with that release's
+	# toolchain, in a root of its own, which is not made here yet.
+	case "$ver" in
+	*+deb13) ;;
+	*) die "$rel is not a Debian 13 kernel: its module is built with its own release's toolchain, and there is only a Debian 13 root" ;;
+	esac
+	debian_headers_deps "$rel" "$debarch"
+	log "installing headers for $rel ($DEB_HEADERS_COMMON, $DEB_KBUILD, $DEB_CC) and linux-source-$series into the Debian root"
+	local pkgs=("linux-source-$series" "$DEB_HEADERS_COMMON" "$DEB_KBUILD" "$DEB_CC")
 	[ "$debarch" = amd64 ] && pkgs+=("linux-headers-$rel")
 	in_root "$dir" apt-get -qq update >&2
 	in_root "$dir" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >&2 ||

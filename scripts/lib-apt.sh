@@ -78,6 +78,27 @@ apt_private_update() { # apt_private_update DIR SUITES APT_OPTIONS...
 	rm -f "$dir/sources.list.new"
 }
 
+# What the headers of Debian kernel release REL (for DEBARCH) depend on, from apt's own data,
+# never guessed from REL: DEB_HEADERS_COMMON (linux-headers-*-common*), DEB_KBUILD
+# (linux-kbuild-*) and DEB_CC (the compiler the kernel was built with, gcc-N). With a release
+# apt does not know, says so in one line, with the nearest ones it knows of that flavour.
+debian_headers_deps() { # debian_headers_deps REL DEBARCH
+	local rel=$1 debarch=$2 deps near
+	if ! deps=$(APT_TOOL=apt-cache apt_private debian "$DEBIAN_SUITES" "$DEB_ARCHES" \
+		depends "linux-headers-$rel:$debarch" 2>/dev/null) || [ -z "$deps" ]; then
+		# Those of the flavour, sorted with REL: the two either side of it.
+		near=$({ APT_TOOL=apt-cache apt_private debian "$DEBIAN_SUITES" "$DEB_ARCHES" pkgnames linux-headers- |
+			sed -n "s/^linux-headers-\([0-9][^-]*-${rel#*-}\)\$/\1/p"; echo "$rel"; } |
+			sort -uV | grep -C2 -xF -- "$rel" | grep -vxF -- "$rel" | paste -sd' ')
+		die "Debian has no kernel $rel in $DEBIAN_SUITES (nearest of that flavour: ${near:-none})"
+	fi
+	DEB_HEADERS_COMMON=$(sed -nE 's/^ +Depends: <?(linux-headers-[^:> ]*-common[^:> ]*).*/\1/p' <<<"$deps" | head -n1)
+	DEB_KBUILD=$(sed -nE 's/^ +Depends: <?(linux-kbuild-[^:> ]*).*/\1/p' <<<"$deps" | head -n1)
+	DEB_CC=$(sed -nE 's/^ +Depends: <?(gcc-[0-9]+).*/\1/p' <<<"$deps" | head -n1)
+	[ -n "$DEB_HEADERS_COMMON" ] && [ -n "$DEB_KBUILD" ] ||
+		die "linux-headers-$rel depends on no linux-headers-*-common or linux-kbuild-* package"
+}
+
 # The newest Debian kernel ABI of a series for a Debian release (e.g. 6.12 deb13 -> 6.12.118+deb13).
 # With a third argument N, the N-th newest.
 debian_newest_abi() {

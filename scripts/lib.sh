@@ -76,17 +76,19 @@ DEB_ARCHES=$(for a in $ALL_ARCHES; do arch_fact "$a" DEB_ARCH; done | paste -sd,
 # A Debian kernel release's arch, from its flavour (7.3.4+deb13-arm64-16k: arm64): sets the
 # arch's facts (arch_facts) and DEB_ABI, the release without its flavour (7.3.4+deb13).
 debian_release() { # debian_release REL
-	local rel=$1 a f flavours=
+	local rel=$1 flavour=${1#*-} a f flavours=
+	DEB_ABI=${rel%%-*}
 	for a in $ALL_ARCHES; do
 		arch_facts "$a"
 		for f in $DEB_FLAVOURS; do
-			case "$rel" in
-			?*-"$f") DEB_ABI=${rel%-"$f"}; return 0 ;;
+			# Each flavour also comes as Debian's PREEMPT_RT (rt-) and cloud (cloud-) kernels.
+			case "$flavour" in
+			"$f"|rt-"$f"|cloud-"$f") [ "$flavour" != "$rel" ] && return 0 ;;
 			esac
 		done
 		flavours+=${flavours:+, }${DEB_FLAVOURS// /, }
 	done
-	die "'$rel' is not a Debian kernel release of a flavour the guests boot ($flavours; e.g. 6.12.118+deb13-amd64)"
+	die "'$rel' is not a Debian kernel release of a flavour the guests boot ($flavours, and their rt- and cloud- kernels; e.g. 6.12.118+deb13-amd64)"
 }
 
 # The kernel build directory for KVER/ARCH/VARIANT, named by a key that covers
