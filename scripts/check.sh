@@ -241,7 +241,7 @@ patches_from_git_checkout() {
 		KSRC=$ksrc BUILD=$RUN/ksrc-build scripts/patches.sh >/dev/null || s=$?
 		after=$(git -C "$ksrc" for-each-ref; git -C "$ksrc" status --porcelain)
 		[ "$s" != 0 ] || [ "$before" = "$after" ] || { echo "# KSRC's refs or work tree changed"; s=1; }
-		[ "$s" != 0 ] || grep -qx "base-commit: $head" "$RUN"/ksrc-build/patches/0000-*.patch ||
+		[ "$s" != 0 ] || grep -qx "base-commit: $head" "$RUN"/ksrc-build/patches/*0000-*.patch ||
 			{ echo "# no base-commit: $head"; s=1; }
 	fi
 	result "make patches KSRC=git checkout: built on its HEAD (base-commit), checkout untouched" "$s"

@@ -32,6 +32,9 @@ case "${1:-}" in
 esac
 
 KVER=7.3
+# The series' version: its subjects read [PATCH v$VERSION n/7], and the cover letter ends with
+# what changed since the last one.
+VERSION=2
 # The commit the series is based on, when KSRC is a git checkout.
 base=
 if [ -n "${KSRC:-}" ]; then
@@ -101,11 +104,11 @@ series_tree=$("${git[@]}" rev-parse 'series^{tree}')
 rm -rf "$out"
 mkdir -p "$out"
 # With a git base, every patch names it (base-commit:), as b4 and the kernel's bots expect.
-"${git[@]}" format-patch -q --cover-letter --thread=shallow ${base:+--base="$base"} -o "$out" \
-	pristine..series
+"${git[@]}" format-patch -q --cover-letter --thread=shallow -v "$VERSION" ${base:+--base="$base"} \
+	-o "$out" pristine..series
 # The cover letter's text: its subject line, then its body, with format-patch's shortlog and
 # diffstat kept.
-cover=$(ls "$out"/0000-*.patch)
+cover=$(ls "$out"/v"$VERSION"-0000-*.patch)
 python3 - "$cover" "$BINFMT_APE_ROOT/docs/upstream/cover.txt" <<'EOF'
 import sys
 path, text = sys.argv[1], open(sys.argv[2]).read()
@@ -115,8 +118,34 @@ c = c.replace("*** SUBJECT HERE ***", subject.strip())
 c = c.replace("*** BLURB HERE ***", body.strip("\n"))
 open(path, "w").write(c)
 EOF
-mapfile -t series < <(ls "$out"/*.patch | grep -v '/0000-cover-letter\.patch$')
-log "series: ${#series[@]} patches and a cover letter in $out"
+mapfile -t series < <(ls "$out"/*.patch | grep -v -- '-0000-cover-letter\.patch$')
+log "series: v$VERSION, ${#series[@]} patches and a cover letter in $out"
+
+# Whom each patch goes to: scripts/get_maintainer.pl on it, as its Cc: header (sorted, no
+# duplicates, not the author); the cover letter goes to all of them.
+cc_of() {
+	(cd "$tree" && perl scripts/get_maintainer.pl --no-rolestats --no-git --no-git-fallback \
+		--no-tree "$1" 2>/dev/null) | grep -vF -- "$author_email" | sort -u || true
+}
+add_cc() { # add_cc PATCH ADDRESS...
+	local p=$1
+	shift
+	[ $# -gt 0 ] || return 0
+	python3 - "$p" "$@" <<'EOF'
+import sys
+path, cc = sys.argv[1], sys.argv[2:]
+head, sep, body = open(path).read().partition("\n\n")
+open(path, "w").write(head + "\nCc: " + ",\n    ".join(cc) + sep + body)
+EOF
+}
+all_cc=()
+for p in "${series[@]}"; do
+	mapfile -t cc < <(cc_of "$p")
+	add_cc "$p" "${cc[@]}"
+	all_cc+=("${cc[@]}")
+done
+mapfile -t all_cc < <(printf '%s\n' "${all_cc[@]}" | sort -u)
+add_cc "$cover" "${all_cc[@]}"
 
 # What a maintainer does with it: git am onto the pristine tree.
 "${git[@]}" checkout -q -f -B applied pristine
