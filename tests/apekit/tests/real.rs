@@ -97,6 +97,50 @@ fn apeinfo_exit_status_follows_the_verdict() {
             .status()
             .unwrap()
     };
+    // --arch and --page-size judge the file alone, for such a machine with binfmt_ape loaded:
+    // 0 runs natively (binfmt_ape, or binfmt_elf for a plain ELF), 2 will not run (the APE
+    // loader a shell would start refuses it too), 3 bad usage or an unreadable file.
     assert_eq!(run(&["--arch", "aarch64"], "ent.com").code(), Some(0));
-    assert_eq!(run(&["--arch", "x86_64"], "x86_64/ent.elf").code(), Some(1));
+    assert_eq!(run(&["--arch", "x86_64"], "x86_64/ent.elf").code(), Some(0));
+    let pages = ["--arch", "aarch64", "--page-size", "65536"];
+    assert_eq!(run(&pages, "ent.com").code(), Some(2));
+    assert_eq!(run(&["--arch", "x86_64"], "no-such-file").code(), Some(3));
+    assert_eq!(run(&["--arch", "sparc"], "ent.com").code(), Some(3));
+}
+
+#[test]
+fn apeinfo_json_verdict_for_a_given_machine() {
+    let dir = real_dir();
+    let json = |args: &[&str], file: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_apeinfo"))
+            .arg("--json")
+            .args(args)
+            .arg(dir.join(file))
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let j = json(&["--arch", "aarch64"], "ent.com");
+    assert!(j.starts_with("{\"schema\":1,"), "{j}");
+    assert!(j.contains("\"machine\":null"), "{j}");
+    assert!(
+        j.contains("\"verdict\":{\"live\":false,\"status\":\"native\",\"exit\":0,\"execve\":\"runs\",\"handler\":\"binfmt_ape\""),
+        "{j}"
+    );
+    let j = json(&["--arch", "aarch64", "--page-size", "65536"], "ent.com");
+    assert!(
+        j.contains("\"error\":{\"x86_64\":null,\"aarch64\":\"align\"}"),
+        "{j}"
+    );
+    assert!(j.contains("\"execve\":\"ENOEXEC\""), "{j}");
+    assert!(j.contains("\"declined\":\"align\""), "{j}");
+    assert!(j.contains("\"fallback\":\"shell\""), "{j}");
+    assert!(j.contains("\"id\":\"loader-refuses\""), "{j}");
+    assert!(j.contains("ask its author for a 64K-aligned build"), "{j}");
+    let j = json(&["--arch", "x86_64"], "x86_64/ent.elf");
+    assert!(j.contains("\"handler\":\"binfmt_elf\""), "{j}");
+    assert!(
+        j.contains("\"kind\":\"elf\",\"elf_machine\":\"x86_64\""),
+        "{j}"
+    );
 }
