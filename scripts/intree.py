@@ -28,10 +28,12 @@ def replace(text, old, new, what):
     return text.replace(old, new, 1)
 
 
-def drop_item(lines, i):
+def drop_item(lines, i, dropped=(), what=None):
     """Removes the item whose first line (after its attributes) follows lines[i], with the
     comments, doc comments and attributes just above it; returns the index where scanning
-    resumes."""
+    resumes. A plain `//` comment so removed at module level, where one may head several
+    items, must be the item's alone: the item is followed by a blank line, the end of a block,
+    another comment or another dropped item (one of `dropped`)."""
     start = i
     while start > 0 and re.match(r"\s*(//|#\[)", lines[start - 1]):
         start -= 1
@@ -43,6 +45,12 @@ def drop_item(lines, i):
         end += 1
         if depth == 0 and (opened or line.rstrip().endswith(";")):
             break
+    after = lines[end].strip() if end < len(lines) else ""
+    if (any(re.match(r"//(?![/!])", l) for l in lines[start:i])
+            and after and not after.startswith(("}", "//")) and after not in dropped):
+        item = lines[i + 1].strip() if i + 1 < len(lines) else ""
+        die(f"{what or 'a file'}: the comment above {item!r} also covers"
+            f" {after!r}, which stays in tree: end the dropped item's paragraph before it")
     # The blank line an item leaves behind.
     if end < len(lines) and start > 0 and not lines[end].strip() and not lines[start - 1].strip():
         end += 1
@@ -52,8 +60,8 @@ def drop_item(lines, i):
 
 def resolve_cfgs(text, on, off, single_line_off=(), what=None):
     """Keeps code under `#[cfg(on)]` (dropping the attribute) and drops items under
-    `#[cfg(off)]`; items under the cfgs in `single_line_off` are one line long. With `what`,
-    each cfg of `on` and `off` must occur."""
+    `#[cfg(off)]` or `#[cfg(single_line_off)]` (which need not occur), each with the comments
+    just above it. With `what`, each cfg of `on` and `off` must occur."""
     if what:
         for cfg in set(on) | set(off):
             if cfg not in text:
@@ -64,10 +72,8 @@ def resolve_cfgs(text, on, off, single_line_off=(), what=None):
         s = lines[i].strip()
         if s in on:
             del lines[i]
-        elif s in off:
-            i = drop_item(lines, i)
-        elif s in single_line_off:
-            del lines[i:i + 2]
+        elif s in off or s in single_line_off:
+            i = drop_item(lines, i, set(off) | set(single_line_off), what)
         else:
             i += 1
     return "\n".join(lines)
@@ -126,8 +132,9 @@ OUT_OF_TREE_CFGS = {
 def drop_doc_blocks(text, what):
     """Removes the lines of `//!` docs between `<!-- out-of-tree -->` and
     `<!-- end out-of-tree -->` (HTML comments, which rustdoc does not show); there must be one."""
-    text, n = re.subn(r"^//! <!-- out-of-tree -->\n(?://!.*\n)*?//! <!-- end out-of-tree -->\n",
-                      "", text, flags=re.M)
+    # With the empty doc line after it, so that no two are left in a row.
+    text, n = re.subn(r"^//! <!-- out-of-tree -->\n(?://!.*\n)*?//! <!-- end out-of-tree -->\n"
+                      r"(?://!\n)?", "", text, flags=re.M)
     if n == 0 or "out-of-tree -->" in text:
         die(f"{what}: no `//! <!-- out-of-tree -->` ... `//! <!-- end out-of-tree -->` block")
     return text

@@ -141,13 +141,14 @@ controls! {
     "alloc_errors": Counter(ALLOC_ERRORS: AtomicUsize = 0),
 }
 
-/// The entries of `/proc/sys/fs/binfmt_ape`: the controls above, then those of the set-id
-/// policy and of the bench build.
+/// The entries of `/proc/sys/fs/binfmt_ape`, in the order the directory lists them.
 fn sysctl_entries() -> Result<KVec<Entry>> {
     let mut v = KVec::new();
     add_entries(&mut v)?;
+    // Out of tree, the set-id policy's.
     #[cfg(not(CONFIG_BINFMT_APE))]
     setid::entries(&mut v)?;
+    // The bench build's.
     #[cfg(ape_bench)]
     bench::entries(&mut v)?;
     Ok(v)
