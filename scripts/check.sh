@@ -268,6 +268,8 @@ intree_markers() {
 	the crate doc's out-of-tree block|src/binfmt_ape_main.rs|module|//! <!-- end out-of-tree -->|out-of-tree -->
 	#[cfg(CONFIG_BINFMT_APE)]|src/binfmt_ape_main.rs|module|#[cfg(CONFIG_BINFMT_APE)]|no #[cfg(CONFIG_BINFMT_APE)]
 	helpers.c's #ifndef block|rust/helpers.c|binfmt|#ifndef CONFIG_BINFMT_APE|#ifndef CONFIG_BINFMT_APE
+	binfmt.rs's #[cfg(not(CONFIG_BINFMT_APE))]|rust/kernel/binfmt.rs|binfmt|#[cfg(not(CONFIG_BINFMT_APE))]|no #[cfg(not(CONFIG_BINFMT_APE))]
+	binfmt.rs's #[cfg(CONFIG_BINFMT_APE)]|rust/kernel/binfmt.rs|binfmt|#[cfg(CONFIG_BINFMT_APE)]|no #[cfg(CONFIG_BINFMT_APE)]
 	EOF
 }
 

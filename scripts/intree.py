@@ -223,7 +223,10 @@ def binfmt(repo, tree):
     rs = kernel_crate_file((repo / "rust/kernel/binfmt.rs").read_text())
     # In the kernel crate, binfmt_elf's entry point is there whenever binfmt_elf is.
     # In tree, set-id APEs get exec's own rules: the module's policy and its helper go.
-    rs = resolve_cfgs(rs, set(), OUT_OF_TREE_CFGS["off"])
+    what = "rust/kernel/binfmt.rs"
+    rs = resolve_cfgs(rs, set(), OUT_OF_TREE_CFGS["off"], what=what)
+    if "#[cfg(CONFIG_BINFMT_APE)]" not in rs:
+        die(f"{what}: no #[cfg(CONFIG_BINFMT_APE)] (the marker of binfmt_elf's entry point)")
     rs = rs.replace("#[cfg(CONFIG_BINFMT_APE)]", "#[cfg(CONFIG_BINFMT_ELF)]")
     (tree / "rust/kernel/binfmt.rs").write_text(rs)
     rustfmt(tree, tree / "rust/kernel/binfmt.rs")
