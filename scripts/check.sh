@@ -230,13 +230,17 @@ lane_guests() {
 # pristine tree, on branch master): the series is built on its HEAD, which base-commit: names,
 # and the checkout's refs and work tree are left as they were.
 patches_from_git_checkout() {
-	local ptree=$1 ksrc=$RUN/ksrc-git s=0 before after head
+	local ptree=$1 ksrc=$RUN/ksrc-git s=0 before after head ktree=
 	phase "upstream series: make patches KSRC=a kernel git checkout"
 	rm -rf "$ksrc"
 	git clone -q -b pristine "$ptree" "$ksrc" && git -C "$ksrc" checkout -q -b master &&
 		git -C "$ksrc" branch -q -D pristine || s=$?
 	if [ "$s" = 0 ]; then
 		head=$(git -C "$ksrc" rev-parse HEAD)
+		# patches.sh's clone of this checkout, named as patches.sh names it (by the checkout's
+		# path and HEAD): only that one goes afterwards. The series tree above may be a clone
+		# of the same commit (make check KSRC=a git checkout), and the kernels lane builds it.
+		ktree=$CACHE/patches/$(printf '%s' "$(cd "$ksrc" && pwd -P)" | sha256sum | cut -c1-12)
 		before=$(git -C "$ksrc" for-each-ref; git -C "$ksrc" status --porcelain)
 		KSRC=$ksrc BUILD=$RUN/ksrc-build scripts/patches.sh >/dev/null || s=$?
 		after=$(git -C "$ksrc" for-each-ref; git -C "$ksrc" status --porcelain)
@@ -245,7 +249,8 @@ patches_from_git_checkout() {
 			{ echo "# no base-commit: $head"; s=1; }
 	fi
 	result "make patches KSRC=git checkout: built on its HEAD (base-commit), checkout untouched" "$s"
-	rm -rf "$ksrc" "$CACHE"/patches/*-git-"${head:0:12}"
+	rm -rf "$ksrc"
+	[ -z "$ktree" ] || rm -rf "$ktree"-*-git-"${head:0:12}"
 }
 
 # intree.py keys on cfgs and markers only: with any of them gone, it must stop and name it,
