@@ -280,8 +280,12 @@ fn core_dump() -> Check {
         rlim_cur: libc::RLIM_INFINITY,
         rlim_max: libc::RLIM_INFINITY,
     };
-    // SAFETY: `unlimited` is a valid rlimit; children inherit it.
-    unsafe { libc::setrlimit(libc::RLIMIT_CORE, &unlimited) };
+    let mut old_limit = unlimited;
+    // SAFETY: `old_limit` and `unlimited` are valid rlimits; children inherit the new one.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_CORE, &mut old_limit);
+        libc::setrlimit(libc::RLIMIT_CORE, &unlimited);
+    }
     let child = spawn(FAT, &[FAT, "--wait"], Stdin::Pipe);
     let dumped = child
         .map_err(|e| format!("execve: {}", errno_name(e)))
@@ -296,6 +300,10 @@ fn core_dump() -> Check {
             let _ = fs::remove_file(&path);
             core
         });
+    // Back to the limit as it was, for the later tests' crashes (corpus cases, the rewrite
+    // storm): they are not to dump cores.
+    // SAFETY: `old_limit` is the valid rlimit read above.
+    unsafe { libc::setrlimit(libc::RLIMIT_CORE, &old_limit) };
     write(CORE_PATTERN, &format!("{old}\n"))?;
     let core = dumped?;
     let half = |at: usize| {
