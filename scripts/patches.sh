@@ -123,9 +123,13 @@ log "series: v$VERSION, ${#series[@]} patches and a cover letter in $out"
 
 # Whom each patch goes to: scripts/get_maintainer.pl on it, as its Cc: header (sorted, no
 # duplicates, not the author); the cover letter goes to all of them.
+# A failure stops here, rather than sending the series to no one.
 cc_of() {
-	(cd "$tree" && perl scripts/get_maintainer.pl --no-rolestats --no-git --no-git-fallback \
-		--no-tree "$1" 2>/dev/null) | grep -vF -- "$author_email" | sort -u || true
+	local all
+	all=$(cd "$tree" && perl scripts/get_maintainer.pl --no-rolestats --no-git --no-git-fallback \
+		--no-tree "$1") || die "scripts/get_maintainer.pl failed on $1"
+	# The author by address, with a name ("Name <address>") or without, and nothing else.
+	grep -viF -e "<$author_email>" <<<"$all" | grep -vixF -e "$author_email" | sort -u || true
 }
 add_cc() { # add_cc PATCH ADDRESS...
 	local p=$1
@@ -140,11 +144,13 @@ EOF
 }
 all_cc=()
 for p in "${series[@]}"; do
-	mapfile -t cc < <(cc_of "$p")
+	# Not in a process substitution, whose failure would go unnoticed.
+	ccs=$(cc_of "$p")
+	mapfile -t cc < <(printf '%s' "$ccs")
 	add_cc "$p" "${cc[@]}"
 	all_cc+=("${cc[@]}")
 done
-mapfile -t all_cc < <(printf '%s\n' "${all_cc[@]}" | sort -u)
+[ "${#all_cc[@]}" = 0 ] || mapfile -t all_cc < <(printf '%s\n' "${all_cc[@]}" | sort -u)
 add_cc "$cover" "${all_cc[@]}"
 
 # What a maintainer does with it: git am onto the pristine tree.
