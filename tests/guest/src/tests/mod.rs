@@ -9,6 +9,7 @@
 mod common;
 mod corpus;
 mod debug;
+mod doctor;
 mod exec;
 mod fs;
 mod misc;
@@ -92,6 +93,7 @@ fn plan() -> Vec<Test> {
     v.extend(setid::tests());
     v.push(corpus::refusals_logged_by_name());
     v.extend(fs::tests());
+    v.extend(doctor::tests());
     if debug {
         v.extend(debug::faults());
     }
