@@ -8,11 +8,13 @@
 //!                      module, from `rmmod` on, are one sequence and are named together)
 //! `ape-runner demo [APE [ARGS...]]`  show an APE running natively
 //! `ape-runner soak SECONDS`  the exec storm (`storm.rs`) for that long
+//! `ape-runner fuzz [SECONDS] [--execs N] ...`  the guest fuzzer (`fuzz/mod.rs`)
 //!
 //! The tests live in `tests/`, one module per area; the guest's layout (built by
 //! qemu/mkinitramfs.sh) is described in `tests/common.rs`.
 
 mod exec;
+mod fuzz;
 mod storm;
 mod tests;
 
@@ -21,9 +23,10 @@ fn main() {
     let code = match args.first().map(String::as_str) {
         Some("check") => tests::check(&args[1..]),
         Some("demo") => tests::demo(&args[1..]),
+        Some("fuzz") => fuzz::main(&args[1..]),
         Some("soak") => tests::soak(args.get(1).and_then(|s| s.parse().ok()).unwrap_or(60)),
         _ => {
-            eprintln!("usage: ape-runner check | demo [APE [ARGS...]] | soak SECONDS");
+            eprintln!("usage: ape-runner check | demo [APE [ARGS...]] | soak SECONDS | fuzz ...");
             2
         }
     };
