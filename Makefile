@@ -9,6 +9,7 @@
 #   make distro-check DEB_KERNEL=7.3.4+deb13-arm64             the guest suite on a Debian kernel
 #   make bench [ARCH=x86_64|arm64] [KVER=...]                  exec latency: table, JSON, chart
 #   make soak [SOAK_SECONDS=N] [ARCH=...] [KVER=...]           exec storm against load/unload
+#   make fuzz-guest [FUZZ_SECONDS=N] [KVER= ARCH= VARIANT=]    fuzzed files through execve (debug kernel)
 #   make dkms-install | dkms-uninstall                         register with DKMS, as root
 #   make deb                                                   binfmt-ape-dkms and -utils .debs
 #   make patches [KSRC=pristine 7.3 tree]                      the upstream series, build/patches/
@@ -43,7 +44,7 @@ endif
 KSRC ?=
 MODE ?=
 
-.PHONY: all modules modules_install preflight dkms-src dkms-install dkms-uninstall deb clean setup demo check distro-check patches bench soak fixtures fuzz test-host
+.PHONY: all modules modules_install preflight dkms-src dkms-install dkms-uninstall deb clean setup demo check distro-check patches bench soak fixtures fuzz fuzz-guest test-host
 
 # Checks the build's needs first and chooses the build mode (scripts/preflight.sh).
 preflight_out := $(or $(mo),$(CURDIR)/build)
@@ -113,3 +114,7 @@ fixtures:
 
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
+
+fuzz-guest:
+	scripts/setup.sh
+	$(if $(KVER),KVER=$(KVER)) $(if $(ARCH),ARCH=$(ARCH)) FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz-guest.sh

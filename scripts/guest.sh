@@ -17,6 +17,7 @@ boots a QEMU guest and runs MODE there:
                         with the module (make demo; APE_FILE puts a file at /ape/user/NAME)
   bench ITERATIONS      the exec benchmark; also builds the module with APE_BENCH=1
   soak SECONDS          the exec storm against module load and unload (make soak)
+  fuzz [SECONDS] [...]  the guest fuzzer, apeinfo as its oracle (make fuzz-guest)
 Leaves the console in build/KVER-ARCH-VARIANT-MODE.log and prints that path.
 Environment:
   KVER          kernel series (default 6.12)
