@@ -257,7 +257,7 @@ pub fn cases(x86: &[u8], arm: &[u8]) -> Vec<Case> {
     );
     // Header fields: each makes every CPU's header unusable, and binfmt_ape declines.
     type HeaderCase = (&'static str, &'static str, fn(&mut [u8; 64]));
-    let header_cases: [HeaderCase; 11] = [
+    let header_cases: [HeaderCase; 12] = [
         ("class32", "EI_CLASS = ELFCLASS32", |h| h[eh::CLASS] = 1),
         ("big-endian", "EI_DATA = ELFDATA2MSB", |h| h[eh::DATA] = 2),
         ("ident-version-0", "EI_VERSION = 0", |h| h[eh::VERSION] = 0),
@@ -277,6 +277,11 @@ pub fn cases(x86: &[u8], arm: &[u8]) -> Vec<Case> {
             "phoff-overflow",
             "e_phoff + table size overflows u64",
             |h| put64(h, eh::PHOFF, u64::MAX - 16),
+        ),
+        (
+            "phoff-past-loff",
+            "e_phoff = 2^63 - 16: the table ends past loff_t (found by make fuzz-guest)",
+            |h| put64(h, eh::PHOFF, (1 << 63) - 16),
         ),
         (
             "entry-not-executable",

@@ -207,6 +207,12 @@ impl ape::Source for Source {
     type Error = io::Error;
 
     fn read_exact_at(&mut self, pos: u64, len: usize) -> io::Result<Option<&[u8]>> {
+        // Like the module: a part that would end past `loff_t` lies past EOF (pread would
+        // fail with EINVAL, which is not this file's fault).
+        let end = u64::try_from(len).ok().and_then(|l| pos.checked_add(l));
+        if end.is_none_or(|e| e > i64::MAX as u64) {
+            return Ok(None);
+        }
         let got = self.read_upto(pos, len)?;
         Ok((got.len() == len).then_some(got))
     }
