@@ -19,16 +19,18 @@
 //! to the next, so every exec of a file costs it the same, the first one included.
 //! Guest layout as for `ape-runner` (qemu/mkinitramfs.sh), plus /ape/bench/worst-window.ape.
 
+// The benchmark is its own program: it shares the runner's view of the guest's kernel, of which
+// it needs only a part.
+#[allow(dead_code)]
+mod sys;
+
 use std::ffi::CString;
 use std::fs;
-use std::process::Command;
+use sys::{sh, MISC, MODULE, SYSCTL};
 
-const MODULE: &str = "/lib/modules/binfmt_ape.ko";
 /// The same module built with `APE_BENCH=1`: it also counts its own time and the bytes it
 /// reads (sysctl `bench_*`). Timed runs use the production build; this one only profiles.
 const PROFILE_MODULE: &str = "/lib/modules/binfmt_ape-bench.ko";
-const SYSCTL: &str = "/proc/sys/fs/binfmt_ape";
-const MISC: &str = "/proc/sys/fs/binfmt_misc";
 const LOADER: &str = "/tmp/.ape-1.10";
 const FAT: &str = "/ape/fix/exec-mz-xa.ape";
 const NATIVE: &str = "/bin/payload-exec";
@@ -140,21 +142,6 @@ fn time_exec(path: &str, argv: &[String]) -> Result<u64, String> {
         Ok(dt)
     } else {
         Err(format!("{path}: wait status {status:#x}"))
-    }
-}
-
-fn sh(cmd: &str, args: &[&str]) -> Result<(), String> {
-    let o = Command::new(cmd)
-        .args(args)
-        .output()
-        .map_err(|e| format!("{cmd}: {e}"))?;
-    if o.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{cmd} {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        ))
     }
 }
 

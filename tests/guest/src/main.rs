@@ -16,6 +16,7 @@
 mod exec;
 mod fuzz;
 mod storm;
+mod sys;
 mod tests;
 
 fn main() {

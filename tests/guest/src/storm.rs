@@ -7,12 +7,11 @@
 //!
 //! `make check` runs a bounded storm in each guest; `make soak` runs one for as long as asked.
 
+use crate::sys::MODULE;
 use std::ffi::CString;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
-
-const MODULE: &str = "/lib/modules/binfmt_ape.ko";
 
 /// What a storm is bounded by.
 pub struct Bounds {

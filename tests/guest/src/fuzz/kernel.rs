@@ -3,30 +3,12 @@
 //! The kernel side of the fuzzer's view: the module's counters, its log lines and kernel
 //! reports read from /dev/kmsg, kmemleak, and a cold ext2 file system on a loop device.
 
+use crate::sys::{free_loop_device, has_filesystem, sh, COUNTERS, DEBUGFS, MODULE, SYSCTL};
 use std::fs;
-use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
-use std::os::unix::fs::OpenOptionsExt;
-use std::process::Command;
 
-const SYSCTL: &str = "/proc/sys/fs/binfmt_ape";
-const MODULE: &str = "/lib/modules/binfmt_ape.ko";
-const DEBUGFS: &str = "/sys/kernel/debug";
 const KMEMLEAK: &str = "/sys/kernel/debug/kmemleak";
-
-/// The module's counters (`declined_setid` only out of tree).
-pub const COUNTERS: [&str; 9] = [
-    "handled",
-    "elf_refused",
-    "declined_debug",
-    "declined_no_header",
-    "declined_no_machine",
-    "declined_invalid",
-    "read_errors",
-    "alloc_errors",
-    "declined_setid",
-];
 
 /// The module's counter files, open: reading one again is a `pread` (a path lookup in
 /// /proc/sys costs more than the read, under KASAN and lockdep).
@@ -113,108 +95,12 @@ impl Delta {
     }
 }
 
-/// Runs a command to its end: it must succeed.
-pub fn sh(cmd: &str, args: &[&str]) -> Result<(), String> {
-    let o = Command::new(cmd)
-        .args(args)
-        .output()
-        .map_err(|e| format!("{cmd}: {e}"))?;
-    if o.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{cmd} {args:?}: {}: {}",
-            o.status,
-            String::from_utf8_lossy(&o.stderr).trim()
-        ))
-    }
-}
-
 /// Loads the module, unless it is built in (its controls exist already).
 pub fn load_module() -> Result<(), String> {
     if std::path::Path::new(SYSCTL).exists() {
         return Ok(());
     }
     sh("insmod", &[MODULE])
-}
-
-/// Whether a kernel log line reports a bug, a warning, a memory error, a locking problem, a
-/// leak or an unpatched thunk.
-pub fn is_report(line: &str) -> bool {
-    const WORDS: [&str; 15] = [
-        "BUG",
-        "WARNING",
-        "Oops",
-        "rust_panic",
-        "Call Trace",
-        "kernel panic",
-        "KASAN",
-        "UBSAN",
-        "DEBUG_LOCKS_WARN_ON",
-        "possible circular locking",
-        "possible recursive locking",
-        "inconsistent lock state",
-        "suspected memory leak",
-        "Unpatched",
-        "INFO: task",
-    ];
-    WORDS.iter().any(|w| line.contains(w))
-}
-
-/// The kernel log from a point on, read from /dev/kmsg record by record.
-pub struct Kmsg(fs::File);
-
-impl Kmsg {
-    /// The log from now on.
-    pub fn open() -> Result<Self, String> {
-        const KMSG: &str = "/dev/kmsg";
-        let f = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(KMSG)
-            .map_err(|e| format!("{KMSG}: {e}"))?;
-        // SAFETY: Seeking an open descriptor; SEEK_END on /dev/kmsg moves past every record.
-        unsafe { libc::lseek(f.as_raw_fd(), 0, libc::SEEK_END) };
-        Ok(Self(f))
-    }
-
-    /// The records logged since the last call.
-    pub fn drain(&mut self) -> Vec<String> {
-        let (mut lines, mut rec) = (Vec::new(), vec![0u8; 8192]);
-        loop {
-            match self.0.read(&mut rec) {
-                Ok(n) if n > 0 => lines.extend(text(&rec[..n])),
-                // Records overwritten before they were read: go on after them.
-                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
-                _ => return lines,
-            }
-        }
-    }
-}
-
-/// The text of a /dev/kmsg record (`prio,seq,time,flags;text\n`), `\xNN` escapes undone.
-fn text(rec: &[u8]) -> Option<String> {
-    let start = rec.iter().position(|&b| b == b';')? + 1;
-    let text = rec[start..].split(|&b| b == b'\n').next().unwrap_or(&[]);
-    let (mut out, mut i) = (Vec::new(), 0);
-    while let Some(&b) = text.get(i) {
-        let esc = text
-            .get(i..i + 4)
-            .filter(|e| e.starts_with(b"\\x"))
-            .and_then(|e| std::str::from_utf8(&e[2..]).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match esc {
-            Some(v) => {
-                out.push(v);
-                i += 4;
-            }
-            None => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    Some(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// The module's refusal in a log line: (file name, reason).
@@ -260,12 +146,7 @@ impl Ext2 {
     pub fn mount(mib: u64) -> Result<Option<Self>, String> {
         const IMG: &str = "/tmp/fuzz-ext2.img";
         const MNT: &str = "/mnt/fuzz-cold";
-        let fss = fs::read_to_string("/proc/filesystems").unwrap_or_default();
-        if !fss
-            .lines()
-            .any(|l| l.split_whitespace().last() == Some("ext2"))
-            || !std::path::Path::new("/dev/loop-control").exists()
-        {
+        if !has_filesystem("ext2") || !std::path::Path::new("/dev/loop-control").exists() {
             return Ok(None);
         }
         fs::File::create(IMG)
@@ -320,26 +201,6 @@ pub fn evict(path: &str) -> bool {
         libc::munmap(addr, page);
         r == 0 && v[0] & 1 == 0
     }
-}
-
-/// Makes sure the loop device `mount -o loop` takes next has its node in /dev.
-fn free_loop_device() -> Result<(), String> {
-    const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
-    let ctl = fs::File::open("/dev/loop-control").map_err(|e| format!("/dev/loop-control: {e}"))?;
-    // SAFETY: An ioctl without argument on an open descriptor.
-    let n = unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE as _) };
-    let n = u32::try_from(n)
-        .map_err(|_| format!("LOOP_CTL_GET_FREE: {}", std::io::Error::last_os_error()))?;
-    let node = format!("/dev/loop{n}");
-    if !std::path::Path::new(&node).exists() {
-        let c = std::ffi::CString::new(node.as_str()).map_err(|e| e.to_string())?;
-        // SAFETY: A valid path; a block device node for loop device `n` (major 7).
-        let r = unsafe { libc::mknod(c.as_ptr(), libc::S_IFBLK | 0o600, libc::makedev(7, n)) };
-        if r != 0 {
-            return Err(format!("mknod {node}: {}", std::io::Error::last_os_error()));
-        }
-    }
-    Ok(())
 }
 
 /// Where the file system keeps the first `n` blocks (4 KiB) of `path` (FIBMAP), in bytes from

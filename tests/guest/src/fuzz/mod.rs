@@ -29,8 +29,9 @@ mod oracle;
 mod racy;
 mod report;
 
+use crate::sys::{self, Kmsg};
 use child::Ended;
-use kernel::{CounterFiles, Ext2, Kmsg};
+use kernel::{CounterFiles, Ext2};
 use mutate::{Rng, Seed};
 use oracle::{Observed, Prediction};
 use report::{dump, figures, show, Stats};
@@ -204,28 +205,12 @@ pub fn main(args: &[String]) -> i32 {
         racy_n,
         &mut st,
     );
-    result(
-        3,
-        "racy",
-        if st.racy_bad.is_empty() {
-            Ok(())
-        } else {
-            Err(st.racy_bad.join("\n"))
-        },
-    );
+    result(3, "racy", none_of(&st.racy_bad));
     drop(ext2);
     child::reap_all();
     st.reports
-        .extend(kmsg.drain().into_iter().filter(|l| kernel::is_report(l)));
-    result(
-        4,
-        "kernel_log_clean",
-        if st.reports.is_empty() {
-            Ok(())
-        } else {
-            Err(st.reports.join("\n"))
-        },
-    );
+        .extend(kmsg.drain().into_iter().filter(|l| sys::is_report(l)));
+    result(4, "kernel_log_clean", none_of(&st.reports));
     let leaks = match &leak {
         None => Err("SKIP no kmemleak in this kernel".to_string()),
         Some(k) => k.scan().and_then(|r| {
@@ -295,7 +280,7 @@ fn setup(page: usize, apeinfo: &str) -> Result<Setup, String> {
         p => return Err(format!("apeinfo on {}: {p:?}, want a run", fat[0])),
     }
     fs::create_dir_all(DIR).map_err(|e| format!("{DIR}: {e}"))?;
-    kernel::sh("chmod", &["755", DIR])?;
+    sys::sh("chmod", &["755", DIR])?;
     let leak = kernel::kmemleak();
     if let Some(k) = &leak {
         k.clear()?;
@@ -462,7 +447,7 @@ impl Checker {
         self.last = now;
         let log = kmsg.drain();
         let logged: Vec<(String, String)> = log.iter().filter_map(|l| kernel::refusal(l)).collect();
-        let reports: Vec<String> = log.into_iter().filter(|l| kernel::is_report(l)).collect();
+        let reports: Vec<String> = log.into_iter().filter(|l| sys::is_report(l)).collect();
         st.execs += 1;
         let refused = e.ended == Ended::Errno(libc::ENOEXEC) && delta.get("elf_refused") == 1;
         let key = if refused {
@@ -561,7 +546,7 @@ fn fuzz_racy(
         let reports: Vec<String> = kmsg
             .drain()
             .into_iter()
-            .filter(|l| kernel::is_report(l))
+            .filter(|l| sys::is_report(l))
             .collect();
         if !reports.is_empty() {
             println!("# fuzz: kernel report during racy exec {i} ({}):", r.where_);
@@ -571,4 +556,13 @@ fn fuzz_racy(
         i += 1;
     }
     st.racy_time = t0.elapsed();
+}
+
+/// A check that passes when nothing was found, or fails listing what was.
+fn none_of(found: &[String]) -> Result<(), String> {
+    if found.is_empty() {
+        Ok(())
+    } else {
+        Err(found.join("\n"))
+    }
 }

@@ -8,15 +8,12 @@
 //! /ape/bench, /bin/payload-exec, /bin/payload-dyn, /bin/sentinel, /selftests/exec.
 
 use crate::exec::{run, Outcome, Run, Stdin};
+pub use crate::sys::is_report;
+use crate::sys::Kmsg;
+pub use crate::sys::{sh, DEBUGFS, MISC, MODULE, SYSCTL};
 use std::fs;
-use std::io::Read;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::process::Command;
 
-pub const MODULE: &str = "/lib/modules/binfmt_ape.ko";
-pub const SYSCTL: &str = "/proc/sys/fs/binfmt_ape";
-pub const MISC: &str = "/proc/sys/fs/binfmt_misc";
 pub const ENT_COM: &str = "/ape/real/ent.com";
 pub const ENT_ELF: &str = "/ape/real/ent.elf";
 pub const PLEDGE: &str = "/ape/real/pledge";
@@ -26,7 +23,6 @@ pub const FAT: &str = "/ape/fix/exec-mz-xa.ape";
 pub const NATIVE: &str = "/bin/payload-exec";
 /// What the binfmt_misc rules of the tests run: it prints its argv and its /proc/self/exe.
 pub const SENTINEL: &str = "/bin/sentinel";
-pub const DEBUGFS: &str = "/sys/kernel/debug";
 
 #[cfg(target_arch = "x86_64")]
 pub const ARCH: &str = "x86_64";
@@ -73,23 +69,6 @@ pub fn in_tree() -> bool {
     *IN_TREE.get_or_init(|| {
         builtin() || fs::read(MODULE).is_ok_and(|ko| ko.windows(9).any(|w| w == b"intree=Y\0"))
     })
-}
-
-/// Runs a command (busybox's, mostly) to its end: it must succeed.
-pub fn sh(cmd: &str, args: &[&str]) -> Check {
-    let o = Command::new(cmd)
-        .args(args)
-        .output()
-        .map_err(|e| format!("{cmd}: {e}"))?;
-    if o.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{cmd} {args:?}: {}: {}",
-            o.status,
-            String::from_utf8_lossy(&o.stderr).trim()
-        ))
-    }
 }
 
 pub fn read(path: &str) -> Result<String, String> {
@@ -249,60 +228,28 @@ pub fn dmesg() -> String {
         .unwrap_or_default()
 }
 
-/// Whether a kernel log line reports a bug, a warning or a crash.
-pub fn is_problem(line: &str) -> bool {
-    [
-        "BUG",
-        "WARNING",
-        "Oops",
-        "rust_panic",
-        "Call Trace",
-        "kernel panic",
-    ]
-    .iter()
-    .any(|w| line.contains(w))
-}
-
-/// Kernel log lines that report a bug, a warning or a crash, since boot.
+/// Kernel log lines that report a bug, a warning, a crash, a memory error, a locking problem,
+/// a leak or an unpatched thunk ([`is_report`]), since boot.
 pub fn kernel_log_problems() -> Vec<String> {
     dmesg()
         .lines()
-        .filter(|l| is_problem(l))
+        .filter(|l| is_report(l))
         .map(String::from)
         .collect()
 }
 
 /// A point in the kernel log. The records logged after it, read from /dev/kmsg, are what a
 /// test caused: whatever earlier tests logged, and however full the ring is.
-pub struct LogMark(fs::File);
+pub struct LogMark(Kmsg);
 
 impl LogMark {
     pub fn now() -> Result<Self, String> {
-        const KMSG: &str = "/dev/kmsg";
-        let f = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(KMSG)
-            .map_err(|e| format!("{KMSG}: {e}"))?;
-        // SAFETY: Seeking an open descriptor; SEEK_END on /dev/kmsg moves past every record.
-        if unsafe { libc::lseek(f.as_raw_fd(), 0, libc::SEEK_END) } < 0 {
-            return Err(format!("{KMSG}: {}", std::io::Error::last_os_error()));
-        }
-        Ok(Self(f))
+        Kmsg::open().map(Self)
     }
 
     /// The messages logged since the mark, as dmesg prints them.
     pub fn since(mut self) -> Vec<String> {
-        let (mut lines, mut rec) = (Vec::new(), vec![0u8; 8192]);
-        loop {
-            match self.0.read(&mut rec) {
-                Ok(n) if n > 0 => lines.extend(rec.get(..n).and_then(kmsg_text)),
-                // Records overwritten before they were read: the next read goes on after them.
-                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
-                // EAGAIN: no record left.
-                _ => return lines,
-            }
-        }
+        self.0.drain()
     }
 
     /// Runs `act`, which must make the kernel log `want`.
@@ -316,28 +263,4 @@ impl LogMark {
             Err(format!("no {want:?} in the kernel log; logged: {logged:?}"))
         }
     }
-}
-
-/// The text of a /dev/kmsg record (`prio,seq,time,flags;text\n` and ` KEY=value` lines), with
-/// the `\xNN` escapes it writes for backslashes and unprintable bytes undone.
-fn kmsg_text(rec: &[u8]) -> Option<String> {
-    let start = rec.iter().position(|&b| b == b';')? + 1;
-    let text = rec.get(start..)?;
-    let text = text.split(|&b| b == b'\n').next().unwrap_or(text);
-    let (mut out, mut i) = (Vec::new(), 0);
-    while let Some(&b) = text.get(i) {
-        let escaped = text
-            .get(i..i + 4)
-            .filter(|e| e.starts_with(b"\\x"))
-            .and_then(|e| std::str::from_utf8(&e[2..]).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        if let Some(v) = escaped {
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    Some(String::from_utf8_lossy(&out).into_owned())
 }

@@ -3,13 +3,11 @@
 //! File systems an APE may be read from: each exec reads it through the file system, cold
 //! from a block device, over 9p without a cache, or through overlayfs.
 
-use super::common::{
-    base, check_payload, ent, expect_eq, read, real_apes_run, sh, Check, ENT_COM, FAT,
-};
+use super::common::{base, check_payload, ent, expect_eq, real_apes_run, sh, Check, ENT_COM, FAT};
 use super::{test, Test};
 use crate::exec::Outcome;
+use crate::sys::{free_loop_device, has_filesystem};
 use std::fs;
-use std::os::fd::AsRawFd;
 
 /// File systems an APE may be read from: each exec reads it through the file system.
 pub fn tests() -> Vec<Test> {
@@ -89,12 +87,6 @@ pub fn tests() -> Vec<Test> {
     vec![ext2, ninep, overlay]
 }
 
-/// Whether the kernel knows the file system `name` (/proc/filesystems).
-fn has_filesystem(name: &str) -> bool {
-    read("/proc/filesystems")
-        .is_ok_and(|f| f.lines().any(|l| l.split_whitespace().last() == Some(name)))
-}
-
 /// Mounts an ext2 image on a loop device and copies `files` into it, then mounts it again
 /// read-only, so that nothing of them is in the page cache; runs `f` on the mount point.
 fn on_cold_ext2(files: &[&str], f: impl FnOnce(&str) -> Check) -> Check {
@@ -115,25 +107,4 @@ fn on_cold_ext2(files: &[&str], f: impl FnOnce(&str) -> Check) -> Check {
     let unmounted = sh("umount", &[MNT]);
     let _ = fs::remove_file(IMG);
     r.and(unmounted)
-}
-
-/// Makes sure the free loop device that `mount -o loop` will take has its node: a loop
-/// module loaded at boot (Debian's) creates devices on demand, through /dev/loop-control.
-fn free_loop_device() -> Check {
-    const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
-    let ctl = fs::File::open("/dev/loop-control").map_err(|e| format!("/dev/loop-control: {e}"))?;
-    // SAFETY: An ioctl without argument on an open descriptor.
-    let n = unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE as _) };
-    let n = u32::try_from(n)
-        .map_err(|_| format!("LOOP_CTL_GET_FREE: {}", std::io::Error::last_os_error()))?;
-    let node = format!("/dev/loop{n}");
-    if !std::path::Path::new(&node).exists() {
-        let c = std::ffi::CString::new(node.as_str()).map_err(|e| e.to_string())?;
-        // SAFETY: A valid path; a block device node for loop device `n` (major 7).
-        let r = unsafe { libc::mknod(c.as_ptr(), libc::S_IFBLK | 0o600, libc::makedev(7, n)) };
-        if r != 0 {
-            return Err(format!("mknod {node}: {}", std::io::Error::last_os_error()));
-        }
-    }
-    Ok(())
 }

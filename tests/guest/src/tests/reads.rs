@@ -4,7 +4,7 @@
 //! execs racing a writer end in one of the outcomes a rewritten file can give.
 
 use super::common::{
-    check_payload, describe, expect_eq, is_problem, read, Check, LogMark, E_MACHINE, FAT,
+    check_payload, describe, expect_eq, is_report, read, Check, LogMark, E_MACHINE, FAT,
 };
 use super::{test, Test};
 use crate::exec::{run, Outcome, Stdin};
@@ -231,7 +231,7 @@ fn rewrites_during_execs(execs: usize) -> Check {
     );
     fs::write(F, &good).map_err(|e| format!("{F}: {e}"))?;
     check_payload(F, "exec").map_err(|e| format!("after the storm: {e}"))?;
-    let problems: Vec<String> = mark.since().into_iter().filter(|l| is_problem(l)).collect();
+    let problems: Vec<String> = mark.since().into_iter().filter(|l| is_report(l)).collect();
     if !bad.is_empty() {
         return Err(format!("unexpected outcomes: {}", bad.join("; ")));
     }

@@ -8,6 +8,7 @@ use super::common::{
 };
 use super::{test, Test};
 use crate::exec::{run, Outcome, Stdin};
+use crate::sys::COUNTERS;
 use std::fs;
 
 /// The switch `enabled`.
@@ -61,16 +62,6 @@ pub fn counters() -> Vec<Test> {
 /// An exec of each verdict moves its own counter by one and no other: `handled` for an APE
 /// that runs, a `declined_*` for each reason to decline, and never `read_errors`.
 fn each_verdict_counted_once() -> Check {
-    const COUNTERS: [&str; 8] = [
-        "handled",
-        "elf_refused",
-        "declined_debug",
-        "declined_no_header",
-        "declined_no_machine",
-        "declined_invalid",
-        "read_errors",
-        "alloc_errors",
-    ];
     let other = if ARCH == "x86_64" {
         "aarch64"
     } else {
