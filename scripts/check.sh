@@ -36,6 +36,8 @@ one line at the end: "N passed, N failed". Environment:
                 7.3.4+deb13, amd64; "none" for none)
   HOST_TESTS=0  skip the host side (make distro-check, which also sets DKMS_KERNELS=none)
   FUZZ_SECONDS  the fuzz smoke run's length (default 60)
+  FUZZ_GUEST=0  skip the guest fuzzer's bounded runs (10000 execs on 6.12 x86_64, 2000 on
+                the debug kernel: make fuzz-guest FUZZ_EXECS=N)
 EOF
 }
 
@@ -220,10 +222,29 @@ lane_guests() {
 		if [ "$guest" = 6.12/x86_64 ] && [ "${HOST_TESTS:-1}" = 1 ]; then
 			bench_smoke
 		fi
+		fuzz_guest "$guest" "$tag"
 	done
 	if series_wanted; then
 		series_guest
 	fi
+}
+
+# The guest fuzzer (make fuzz-guest), bounded by execs: mutated APEs through execve, each
+# judged by apeinfo first; its KTAP (oracle, racy phase, kernel log, kmemleak) counts. 10000
+# execs on 6.12 x86_64 (about 100 a second), 2000 on the debug kernel (about 10 under KASAN),
+# and a tenth as many racy ones; a fixed seed, so that a failure replays (FUZZ_FROM).
+fuzz_guest() { # fuzz_guest KVER/ARCH[/VARIANT] TAG
+	local execs kver arch variant
+	[ "${FUZZ_GUEST:-1}" = 1 ] || return 0
+	case "$1" in
+	6.12/x86_64) execs=10000 ;;
+	*/x86_64/debug) execs=2000 ;;
+	*) return 0 ;;
+	esac
+	IFS=/ read -r kver arch variant <<<"$1"
+	phase "guest fuzzer: $execs execs on Linux $kver, $arch, ${variant:-default}"
+	guest "$2-fuzz" env KVER="$kver" ARCH="$arch" VARIANT="${variant:-default}" \
+		FUZZ_EXECS="$execs" FUZZ_SEED=0x23 scripts/fuzz-guest.sh
 }
 
 # make patches KSRC=CHECKOUT, a kernel git checkout as a maintainer has one (a clone of the
