@@ -259,7 +259,7 @@ patches_from_git_checkout() {
 	if [ "$s" = 0 ]; then
 		head=$(git -C "$ksrc" rev-parse HEAD)
 		# patches.sh's clone of this checkout, named as patches.sh names it (by the checkout's
-		# path and HEAD): only that one goes afterwards. The series tree above may be a clone
+		# path): only that one goes afterwards. The series tree above may be a clone
 		# of the same commit (make check KSRC=a git checkout), and the kernels lane builds it.
 		ktree=$CACHE/patches/$(printf '%s' "$(cd "$ksrc" && pwd -P)" | sha256sum | cut -c1-12)
 		before=$(git -C "$ksrc" for-each-ref; git -C "$ksrc" status --porcelain)
@@ -271,7 +271,7 @@ patches_from_git_checkout() {
 	fi
 	result "make patches KSRC=git checkout: built on its HEAD (base-commit), checkout untouched" "$s"
 	rm -rf "$ksrc"
-	[ -z "$ktree" ] || rm -rf "$ktree"-*-git-"${head:0:12}"
+	[ -z "$ktree" ] || rm -rf "$ktree"-*-git
 }
 
 # intree.py keys on cfgs and markers only: with any of them gone, it must stop and name it,

@@ -44,7 +44,8 @@ if [ -n "${KSRC:-}" ]; then
 	name=$(printf '%s' "$SRC" | sha256sum | cut -c1-12)-$SRCVER
 	if [ "$(git -C "$SRC" rev-parse --show-toplevel 2>/dev/null)" = "$SRC" ] &&
 		base=$(git -C "$SRC" rev-parse -q --verify 'HEAD^{commit}'); then
-		name=$name-git-${base:0:12}
+		# One clone per checkout, made again when its HEAD moves.
+		name=$name-git
 		git -C "$SRC" diff --quiet HEAD 2>/dev/null ||
 			log "KSRC has uncommitted changes: the series is built on its HEAD, $base"
 	else
