@@ -20,19 +20,18 @@ pub fn tests() -> Vec<Test> {
             // with what followed it.
             let path = "/tmp/bad\nname.ape";
             sh("cp", &["/ape/corpus/phentsize-55.ape", path])?;
-            let mark = LogMark::now()?;
-            refused(path)?;
-            let logged = mark.since();
             let want = "binfmt_ape: bad\\nname.ape: not run natively: phentsize";
-            let forged = logged
-                .iter()
-                .flat_map(|m| m.lines())
-                .any(|l| l.starts_with("name.ape: not run"));
-            if logged.iter().any(|l| l.contains(want)) && !forged {
-                Ok(())
-            } else {
-                Err(format!("no {want:?} in the kernel log; logged: {logged:?}"))
-            }
+            LogMark::logged(
+                || refused(path),
+                |logged| {
+                    let forged = logged
+                        .iter()
+                        .flat_map(|m| m.lines())
+                        .any(|l| l.starts_with("name.ape: not run"));
+                    logged.iter().any(|l| l.contains(want)) && !forged
+                },
+            )
+            .map_err(|e| format!("no {want:?} alone in the kernel log; {e}"))
         }),
         test("exec.execveat_cloexec_fd", || {
             twin(|p| fd_run(p, libc::O_RDONLY), ran)

@@ -86,8 +86,6 @@ fn plan() -> Vec<Test> {
     // again around binfmt_misc, ending unloaded for the tests that load it themselves.
     v.extend(module::loading());
     v.extend(sysctl::enabled());
-    // binfmt_ape logs at most 10 refusals in 5 s: the tests that look for their own refusal in
-    // the kernel log come before the corpus, whose refusals use up the log's burst.
     v.extend(real::tests());
     v.extend(exec::tests());
     v.extend(setid::tests());

@@ -4,8 +4,8 @@
 //! around binfmt_misc, then the exec storm against loads and unloads.
 
 use super::common::{
-    check_case, check_payload, insmod, read, real_apes_run, refused, rmmod, sh, ENT_COM, FAT,
-    PLEDGE,
+    check_case, check_payload, insmod, read, real_apes_run, refused, rmmod, sh, unloaded, ENT_COM,
+    FAT, PLEDGE,
 };
 use super::misc::{with_rules, APE_RULES};
 use super::{unless_builtin, Test};
@@ -63,6 +63,7 @@ pub fn reloading() -> Vec<Test> {
 /// Execs of APEs while the module is loaded and unloaded without pause: it ends unloaded.
 pub fn storm(debug: bool) -> Test {
     unless_builtin("storm.execs_during_load_unload", move || {
+        unloaded()?;
         let r = storm::storm(2, &storm_programs(), &storm_check_bounds(debug))?;
         println!("# storm: {r}");
         Ok(())

@@ -3,7 +3,7 @@
 //! Selftests: binfmt_ape's own kselftest, and the kernel's exec selftests, which must end the
 //! same with the module loaded as without it.
 
-use super::common::{describe, insmod, rmmod, Check};
+use super::common::{describe, insmod, rmmod, unloaded, Check};
 use super::{test, unless_builtin, Test};
 use crate::exec::{run, run_as, As, Outcome, Run, Stdin};
 
@@ -39,6 +39,7 @@ pub fn same_without_module() -> Test {
 /// bash, the guest has busybox sh): what counts is that every case ends the same with
 /// binfmt_ape loaded as without it.
 fn exec_same_without_module() -> Check {
+    unloaded()?;
     let without = exec_selftests();
     insmod()?;
     let with = exec_selftests();
