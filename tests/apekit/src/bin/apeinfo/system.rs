@@ -590,15 +590,16 @@ fn order(
             "binfmt_misc is built in and binfmt_ape a module, loaded after it".into(),
         ),
         (Module, Module) => match (ape_at.flatten(), misc_at.flatten()) {
-            // Loaded with insmod, binfmt_ape's init loads binfmt_misc itself (modprobe loads
-            // it first, for the softdep), and registers after it: /proc/modules then lists
-            // binfmt_misc right after binfmt_ape, as when binfmt_misc was loaded again later.
+            // /proc/modules lists the newest first. Loaded with insmod, binfmt_ape's init loads
+            // binfmt_misc itself (modprobe loads it first, for the softdep) and registers after
+            // it: binfmt_misc is then the next module loaded after binfmt_ape, as when it was
+            // loaded again later.
             (Some(a), Some(m)) if m + 1 == a => (
                 false,
                 false,
-                "/proc/modules lists binfmt_misc right after binfmt_ape: loaded again later, \
-                 binfmt_misc went ahead; loaded by binfmt_ape itself (insmod), it stayed behind. \
-                 apeinfo cannot tell which, and takes binfmt_misc to be ahead"
+                "binfmt_misc was loaded next after binfmt_ape (/proc/modules): if binfmt_ape's \
+                 init loaded it (insmod), binfmt_ape goes first; if it was loaded again later, \
+                 binfmt_misc does. apeinfo cannot tell which, and assumes binfmt_misc goes first"
                     .into(),
             ),
             (Some(_), Some(_)) if misc_at < ape_at => (
