@@ -150,13 +150,18 @@ def module(repo, tree):
                        {"#[cfg(ape_bench)]"}, what)
     if re.search(r"ape_bench|CONFIG_BINFMT_APE\)|compat::|#\[path", src):
         die(f"{what}: out-of-tree scaffolding left")
+    # The decoder's KUnit suite, with CONFIG_BINFMT_APE_KUNIT_TEST.
+    src = replace(src, "\npub mod ape;\n",
+                  "\npub mod ape;\n#[cfg(CONFIG_BINFMT_APE_KUNIT_TEST)]\nmod ape_kunit;\n", what)
     d = tree / "fs/binfmt_ape"
     d.mkdir(parents=True, exist_ok=True)
     (d / "binfmt_ape.rs").write_text(src)
-    # The decoder, as it is.
-    for f in ("ape.rs", "scan.rs"):
+    # The decoder and its test cases, as they are.
+    for f in ("ape.rs", "scan.rs", "ape_test_cases.rs"):
         (d / f).write_text((repo / "src" / f).read_text())
-    rustfmt(tree, d / "binfmt_ape.rs")
+    (d / "ape_kunit.rs").write_text(kunit_suite((repo / "src/ape_test_cases.rs").read_text()))
+    for f in ("binfmt_ape.rs", "ape_kunit.rs"):
+        rustfmt(tree, d / f)
     (d / "Makefile").write_text(
         "# SPDX-License-Identifier: GPL-2.0\n\n"
         "obj-$(CONFIG_BINFMT_APE) += binfmt_ape.o\n\n"
@@ -175,6 +180,62 @@ def module(repo, tree):
                 "obj-$(CONFIG_BINFMT_ELF)\t+= binfmt_elf.o\nobj-$(CONFIG_BINFMT_APE)\t+= binfmt_ape/\n",
                 "fs/Makefile")
     mk.write_text(m)
+
+
+KUNIT_SUITE = """\
+// SPDX-License-Identifier: GPL-2.0
+
+//! KUnit tests for binfmt_ape's decoder: each named case of `ape_test_cases.rs` is one test.
+//!
+//! The cases are those of binfmt_ape's host tests, which also hold a reference model of
+//! cosmopolitan's `ape/loader.c` to the same verdicts. Each test writes its case's file into a
+//! buffer of its own and decodes it for x86-64 and for AArch64, as binfmt_ape does on an exec.
+
+#[path = "ape_test_cases.rs"]
+mod ape_test_cases;
+
+use kernel::prelude::*;
+
+#[kunit_tests(binfmt_ape_decoder)]
+mod tests {
+    use super::ape_test_cases::{self as cases, Case, File};
+    use crate::ape::{EM_AARCH64, EM_X86_64};
+    use kernel::prelude::*;
+
+    /// Writes `case`'s file and checks the decoder's verdict on it for each CPU.
+    fn check(case: &Case) -> Result {
+        let mut buf = KVec::from_elem(0u8, cases::LEN, GFP_KERNEL)?;
+        let mut file = File::new(&mut buf);
+        (case.file)(&mut file);
+        let verdicts = file
+            .contents()
+            .map(|f| (cases::verdict(f, EM_X86_64), cases::verdict(f, EM_AARCH64)));
+        // Freed before an assertion can end the test, which skips destructors.
+        drop(buf);
+        // A file that does not fit its buffer fails the test.
+        let (x86, arm) = verdicts.ok_or(EINVAL)?;
+        assert_eq!(x86, case.x86);
+        assert_eq!(arm, case.arm);
+        Ok(())
+    }
+@TESTS@}
+"""
+
+
+def kunit_suite(cases):
+    """The KUnit suite of the decoder's test cases: one test per case, named after it."""
+    what = "src/ape_test_cases.rs"
+    found = re.findall(r'^    ([A-Z][A-Z0-9_]*) = Case \{\n(?:\s*//.*\n)*\s*name: "([^"]+)",$', cases,
+                       flags=re.M)
+    if not found or len(found) != cases.count(" = Case {"):
+        die(f"{what}: a case is not `NAME = Case {{` followed by its `name:`")
+    tests = ""
+    for ident, name in found:
+        if ident.lower() != name.replace("-", "_"):
+            die(f"{what}: case {ident} is named {name!r}: the KUnit test could not be named after it")
+        tests += (f"\n    #[test]\n    fn {ident.lower()}() -> Result {{\n"
+                  f"        check(&cases::{ident})\n    }}\n")
+    return KUNIT_SUITE.replace("@TESTS@", tests)
 
 
 def add_line_sorted(path, line, pattern):
