@@ -81,14 +81,46 @@ result() { # result NAME STATUS
 	fi
 }
 
-# Adds a guest's KTAP results to the totals; a missing or short plan counts as failures.
+# Adds the KTAP of the KUnit suites a kernel built with KUnit ran at boot to the totals: what
+# the console shows before the guest starts ("binfmt-ape-guest: start"; scripts/guest.sh boots
+# such a kernel with loglevel=7). Each test case counts, as a guest test does; a suite that did
+# not finish its plan, or a plan of suites not finished, counts as a failure.
+count_kunit() { # count_kunit LOG TAG
+	local boot suites done plan ok notok skip
+	boot=$(sed '/^binfmt-ape-guest: start$/q' "$1")
+	grep -qx 'KTAP version 1' <<<"$boot" || return 0
+	suites=$(sed -n 's/^1\.\.\([0-9]*\)$/\1/p' <<<"$boot" | head -n1)
+	done=$(grep -cE '^(not )?ok [0-9]+ ' <<<"$boot" || true)
+	plan=$(sed -n 's/^    1\.\.\([0-9]*\)$/\1/p' <<<"$boot" | awk '{ n += $1 } END { print n + 0 }')
+	ok=$(grep -cE '^    ok [0-9]+ ' <<<"$boot" || true)
+	notok=$(grep -cE '^    not ok [0-9]+ ' <<<"$boot" || true)
+	skip=$(grep -cE '^    ok [0-9]+ .* # SKIP' <<<"$boot" || true)
+	grep -E '^(    )?(not ok [0-9]+ |# [a-z0-9_]+: pass:)' <<<"$boot" | sed "s/^/[$2] KUnit: /" || true
+	echo "[$2] KUnit: $((ok - skip)) passed, $notok failed, $skip skipped of $plan planned," \
+		"${suites:-no} suites"
+	passed=$((passed + ok - skip)) skipped=$((skipped + skip)) failed=$((failed + notok))
+	if [ -z "$suites" ] || [ "$done" != "$suites" ] || [ $((ok + notok)) != "$plan" ]; then
+		failed=$((failed + 1))
+		echo "[$2] KUnit did not finish its plan; its console:"
+	elif [ "$notok" != 0 ]; then
+		echo "[$2] KUnit's console:"
+	else
+		return 0
+	fi
+	sed -n '/^KTAP version 1$/,$p' <<<"$boot"
+}
+
+# Adds a guest's KTAP results to the totals, the guest suite's (after "binfmt-ape-guest: start")
+# and KUnit's (count_kunit); a missing or short plan counts as failures.
 count_ktap() {
-	local log=$1 arch=$2 plan ok notok skip
-	plan=$(sed -n 's/^1\.\.\([0-9]*\)$/\1/p' "$log" | head -n1)
-	ok=$(grep -cE '^ok [0-9]+ ' "$log" || true)
-	notok=$(grep -cE '^not ok [0-9]+ ' "$log" || true)
-	skip=$(grep -cE '^ok [0-9]+ .* # SKIP' "$log" || true)
-	grep -E '^(not ok [0-9]+ |# )' "$log" | sed "s/^/[$arch] /" || true
+	local log=$1 arch=$2 plan ok notok skip suite
+	count_kunit "$log" "$arch"
+	suite=$(sed -n '/^binfmt-ape-guest: start$/,$p' "$log")
+	plan=$(sed -n 's/^1\.\.\([0-9]*\)$/\1/p' <<<"$suite" | head -n1)
+	ok=$(grep -cE '^ok [0-9]+ ' <<<"$suite" || true)
+	notok=$(grep -cE '^not ok [0-9]+ ' <<<"$suite" || true)
+	skip=$(grep -cE '^ok [0-9]+ .* # SKIP' <<<"$suite" || true)
+	grep -E '^(not ok [0-9]+ |# )' <<<"$suite" | sed "s/^/[$arch] /" || true
 	echo "[$arch] $((ok - skip)) passed, $notok failed, $skip skipped of ${plan:-no} planned"
 	passed=$((passed + ok - skip)) skipped=$((skipped + skip))
 	failed=$((failed + notok))

@@ -51,6 +51,12 @@ build_guest_programs
 if grep -qx 'CONFIG_9P_FS=y' "$kdir/.config"; then
 	export QEMU_EXTRA="${QEMU_EXTRA:-} -virtfs local,path=$BUILD/fixtures/fix,mount_tag=apefix,security_model=none,readonly=on"
 fi
+# A kernel with KUnit runs its suites at boot and prints their KTAP at KERN_INFO: the console
+# shows it (loglevel=7) until the guest's init sets it back to warnings and worse, and make
+# check counts it (count_kunit).
+if grep -qx 'CONFIG_KUNIT=y' "$kdir/.config"; then
+	export KERNEL_APPEND="${KERNEL_APPEND:-} loglevel=7"
+fi
 # The debug kernel turns any WARN into a panic, which run.sh reports with the console.
 if [ "$VARIANT" = debug ]; then
 	export KERNEL_APPEND="${KERNEL_APPEND:-} panic_on_warn=1"
