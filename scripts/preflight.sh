@@ -21,7 +21,8 @@ OUT is where to unpack the series' source in bundled mode (default: ./build). Mo
            the module.
 Human-readable lines go to stderr (PREFLIGHT_VERBOSE=1: also the tools found); on success
 stdout holds the make variables for Kbuild. Everything missing is named in one message, each
-with the packages that provide it. RUSTC and BINDGEN name other tools.
+with the packages that provide it, for this distribution (OS_RELEASE: read another
+os-release than /etc/os-release). RUSTC and BINDGEN name other tools.
 EOF
 }
 
@@ -40,6 +41,19 @@ say() { printf 'binfmt_ape: %s\n' "$*" >&2; }
 missing() { problems+=("$1"$'\n'"      fix: $2"); }
 
 config() { sed -n "s/^$1=//p" "$kdir/.config" 2>/dev/null | head -n1; }
+
+# The fixes on Debian, by release. Debian 12's rustc (1.63) and bindgen (0.60) are older than
+# Linux 6.12 needs: its rustc-web is a newer rustc, and that builds the bindgen Debian 13 ships.
+BINDGEN_CLI=0.71.1
+if [ "$(. "${OS_RELEASE:-/etc/os-release}" 2>/dev/null && echo "${ID:-}:${VERSION_ID:-}")" = debian:12 ]; then
+	deb_rustc="Debian 12: rustc-web (1.96, bookworm-security; its rustc 1.63 is too old); Ubuntu: rustc"
+	deb_rust_src="Debian 12: rust-web-src (with rustc-web); Ubuntu: rust-src"
+	deb_bindgen="Debian 12: its bindgen 0.60 is too old: cargo install --locked --root /usr/local bindgen-cli@$BINDGEN_CLI (cargo from cargo-web), with libclang-19-dev; Ubuntu: bindgen"
+	deb_libclang="Debian 12: libclang-19-dev; Ubuntu: libclang-dev"
+else
+	deb_rustc="Debian/Ubuntu: rustc" deb_rust_src="Debian/Ubuntu: rust-src"
+	deb_bindgen="Debian/Ubuntu: bindgen" deb_libclang="Debian/Ubuntu: libclang-dev"
+fi
 
 # --- the kernel tree -------------------------------------------------------------------
 if [ ! -r "$kdir/.config" ] || [ ! -e "$kdir/Makefile" ]; then
@@ -67,7 +81,7 @@ fi
 # --- rustc and the mode ------------------------------------------------------------------
 rustc_text=$($RUSTC --version 2>/dev/null)
 if [ -z "$rustc_text" ]; then
-	missing "no rustc" "Debian/Ubuntu: rustc; Fedora: rust; Arch: rust; or rustup"
+	missing "no rustc" "$deb_rustc; Fedora: rust; Arch: rust; or rustup"
 fi
 kernel_text=$(config CONFIG_RUSTC_VERSION_TEXT | tr -d '"')
 if [ -z "$mode" ]; then
@@ -137,20 +151,35 @@ if [ "$mode" = bundled ] && [ -n "$series" ]; then
 		sysroot=$($RUSTC --print sysroot)
 		[ -e "$sysroot/lib/rustlib/src/rust/library/core/src/lib.rs" ] ||
 			missing "no Rust standard library source for $rustc_text (bundled mode compiles core)" \
-				"Debian/Ubuntu: rust-src; Fedora: rust-src; Arch: rust-src; rustup: rustup component add rust-src"
+				"$deb_rust_src; Fedora: rust-src; Arch: rust-src; rustup: rustup component add rust-src"
 		min=$(ARCH= SRCARCH= sh "$ksrc/scripts/min-tool-version.sh" rustc 2>/dev/null)
 		have=$(echo "$rustc_text" | sed -E 's/^rustc ([0-9.]+).*/\1/')
 		if [ -n "$min" ] && [ "$(printf '%s\n%s\n' "$min" "$have" | sort -V | head -n1)" != "$min" ]; then
+			case "$deb_rustc" in
+			"Debian 12"*) fix="Debian 12: rustc-web and rust-web-src (1.96, bookworm-security)" ;;
+			*) fix="Debian: rustc from trixie (1.85) or newer" ;;
+			esac
 			missing "rustc $have is older than Linux $series needs ($min)" \
-				"Debian: rustc from trixie (1.85) or newer; Ubuntu: rustc-1.85 or newer; Fedora/Arch: rust; rustup: a newer toolchain"
+				"$fix; Ubuntu: rustc-1.85 or newer; Fedora/Arch: rust; rustup: a newer toolchain"
 		fi
 	fi
 	if ! command -v "$BINDGEN" >/dev/null; then
 		missing "no bindgen (bundled mode generates the kernel's bindings)" \
-			"Debian/Ubuntu: bindgen; Fedora: bindgen-cli; Arch: rust-bindgen; cargo install bindgen-cli"
+			"$deb_bindgen; Fedora: bindgen-cli; Arch: rust-bindgen; cargo install bindgen-cli"
 	elif ! echo 'int x;' | "$BINDGEN" /dev/stdin -- -xc >/dev/null 2>&1; then
 		missing "bindgen runs but cannot load libclang" \
-			"Debian/Ubuntu: libclang-dev; Fedora: clang-devel; Arch: clang"
+			"$deb_libclang; Fedora: clang-devel; Arch: clang"
+	else
+		min=$(ARCH= SRCARCH= sh "$ksrc/scripts/min-tool-version.sh" bindgen 2>/dev/null)
+		have=$("$BINDGEN" --version 2>/dev/null | sed -nE 's/^bindgen ([0-9.]+).*/\1/p')
+		if [ -n "$min" ] && [ -n "$have" ] && [ "$(printf '%s\n%s\n' "$min" "$have" | sort -V | head -n1)" != "$min" ]; then
+			case "$deb_bindgen" in
+			"Debian 12"*) fix=$deb_bindgen ;;
+			*) fix="Debian: bindgen from trixie (0.71) or newer; Ubuntu: bindgen" ;;
+			esac
+			missing "bindgen $have is older than Linux $series needs ($min)" \
+				"$fix; Fedora: bindgen-cli; Arch: rust-bindgen; cargo install --locked bindgen-cli@$BINDGEN_CLI"
+		fi
 	fi
 fi
 
