@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # The guest suite on a Debian kernel, unmodified: Debian's own image and modules, and
-# binfmt_ape.ko built the way a Debian user builds it, in a Debian 13 root
-# (scripts/debian-root.sh) with `make KDIR=/usr/src/linux-headers-REL`. Kernels built here:
+# binfmt_ape.ko built the way a Debian user builds it, in a root of the kernel's own Debian
+# release (scripts/debian-root.sh) with `make KDIR=/usr/src/linux-headers-REL`. Kernels built here:
 # scripts/guest.sh.
 set -euo pipefail
 LOG_TAG=debian
@@ -35,6 +35,8 @@ shift
 debian_release "$rel"
 # A release apt does not know stops here, in one line naming the nearest ones.
 debian_headers_deps "$rel" "$DEB_ARCH"
+# The root of REL's Debian release builds its module (scripts/debian-root.sh).
+export DEBIAN_ROOT_FOR=$rel
 export ARCH=$KARCH
 series=$(echo "$rel" | cut -d. -f1,2)
 

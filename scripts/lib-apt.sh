@@ -80,7 +80,8 @@ apt_private_update() { # apt_private_update DIR SUITES APT_OPTIONS...
 
 # What the headers of Debian kernel release REL (for DEBARCH) depend on, from apt's own data,
 # never guessed from REL: DEB_HEADERS_COMMON (linux-headers-*-common*), DEB_KBUILD
-# (linux-kbuild-*) and DEB_CC (the compiler the kernel was built with, gcc-N). With a release
+# (linux-kbuild-*) and DEB_CC (the compiler the kernel was built with: gcc-N, or sid's
+# gcc-N-for-host). With a release
 # apt does not know, says so in one line, with the nearest ones it knows of that flavour.
 debian_headers_deps() { # debian_headers_deps REL DEBARCH
 	local rel=$1 debarch=$2 deps near
@@ -94,7 +95,7 @@ debian_headers_deps() { # debian_headers_deps REL DEBARCH
 	fi
 	DEB_HEADERS_COMMON=$(sed -nE 's/^ +Depends: <?(linux-headers-[^:> ]*-common[^:> ]*).*/\1/p' <<<"$deps" | head -n1)
 	DEB_KBUILD=$(sed -nE 's/^ +Depends: <?(linux-kbuild-[^:> ]*).*/\1/p' <<<"$deps" | head -n1)
-	DEB_CC=$(sed -nE 's/^ +Depends: <?(gcc-[0-9]+).*/\1/p' <<<"$deps" | head -n1)
+	DEB_CC=$(sed -nE 's/^ +Depends: <?(gcc-[0-9]+[^:> ]*).*/\1/p' <<<"$deps" | head -n1)
 	[ -n "$DEB_HEADERS_COMMON" ] && [ -n "$DEB_KBUILD" ] ||
 		die "linux-headers-$rel depends on no linux-headers-*-common or linux-kbuild-* package"
 }
