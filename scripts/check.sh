@@ -87,7 +87,7 @@ result() { # result NAME STATUS
 # not finish its plan, or a plan of suites not finished, counts as a failure.
 count_kunit() { # count_kunit LOG TAG
 	local boot suites done plan ok notok skip
-	boot=$(sed '/^binfmt-ape-guest: start$/q' "$1")
+	boot=$(sed '/binfmt-ape-guest: start$/q' "$1")
 	grep -qx 'KTAP version 1' <<<"$boot" || return 0
 	suites=$(sed -n 's/^1\.\.\([0-9]*\)$/\1/p' <<<"$boot" | head -n1)
 	done=$(grep -cE '^(not )?ok [0-9]+ ' <<<"$boot" || true)
@@ -115,7 +115,7 @@ count_kunit() { # count_kunit LOG TAG
 count_ktap() {
 	local log=$1 arch=$2 plan ok notok skip suite
 	count_kunit "$log" "$arch"
-	suite=$(sed -n '/^binfmt-ape-guest: start$/,$p' "$log")
+	suite=$(sed -n '/binfmt-ape-guest: start$/,$p' "$log")
 	plan=$(sed -n 's/^1\.\.\([0-9]*\)$/\1/p' <<<"$suite" | head -n1)
 	ok=$(grep -cE '^ok [0-9]+ ' <<<"$suite" || true)
 	notok=$(grep -cE '^not ok [0-9]+ ' <<<"$suite" || true)
