@@ -198,25 +198,20 @@ use kernel::prelude::*;
 
 #[kunit_tests(binfmt_ape_decoder)]
 mod tests {
-    use super::ape_test_cases::{self as cases, Case, File};
+    use super::ape_test_cases::{self as cases, Case, File, Want};
     use crate::ape::{EM_AARCH64, EM_X86_64};
     use kernel::prelude::*;
 
-    /// Writes `case`'s file and checks the decoder's verdict on it for each CPU.
-    fn check(case: &Case) -> Result {
+    /// The decoder's verdicts on `case`'s file for x86-64 and AArch64.
+    ///
+    /// The tests assert: `#[kunit_tests]` maps `assert_eq!` to KUnit's in test functions only.
+    fn verdicts(case: &Case) -> Result<(Want, Want)> {
         let mut buf = KVec::from_elem(0u8, cases::LEN, GFP_KERNEL)?;
         let mut file = File::new(&mut buf);
         (case.file)(&mut file);
-        let verdicts = file
-            .contents()
-            .map(|f| (cases::verdict(f, EM_X86_64), cases::verdict(f, EM_AARCH64)));
-        // Freed before an assertion can end the test, which skips destructors.
-        drop(buf);
         // A file that does not fit its buffer fails the test.
-        let (x86, arm) = verdicts.ok_or(EINVAL)?;
-        assert_eq!(x86, case.x86);
-        assert_eq!(arm, case.arm);
-        Ok(())
+        let file = file.contents().ok_or(EINVAL)?;
+        Ok((cases::verdict(file, EM_X86_64), cases::verdict(file, EM_AARCH64)))
     }
 @TESTS@}
 """
@@ -234,7 +229,10 @@ def kunit_suite(cases):
         if ident.lower() != name.replace("-", "_"):
             die(f"{what}: case {ident} is named {name!r}: the KUnit test could not be named after it")
         tests += (f"\n    #[test]\n    fn {ident.lower()}() -> Result {{\n"
-                  f"        check(&cases::{ident})\n    }}\n")
+                  f"        let (x86, arm) = verdicts(&cases::{ident})?;\n"
+                  f"        assert_eq!(x86, cases::{ident}.x86);\n"
+                  f"        assert_eq!(arm, cases::{ident}.arm);\n"
+                  f"        Ok(())\n    }}\n")
     return KUNIT_SUITE.replace("@TESTS@", tests)
 
 
