@@ -192,9 +192,13 @@ install_release() {
 	in_root "$dir" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >&2 ||
 		die "apt-get install ${pkgs[*]} failed in the Debian $ROOT_SUITE root"
 	if [ "$debarch" != amd64 ]; then
-		(cd "$dir/tmp" && rm -f linux-headers-*.deb &&
+		# Through tar --keep-directory-symlink: bookworm's packages still ship /lib, which must
+		# land in the root's /usr/lib (merged /usr), not replace its /lib symlink.
+		(cd "$dir/tmp" && rm -rf linux-headers-*.deb headers &&
 			apt_private debian "$DEBIAN_SUITES" "$DEB_ARCHES" -qq download "linux-headers-$rel:$debarch" >&2 &&
-			dpkg-deb -x linux-headers-"$rel"_*.deb "$dir" && rm -f linux-headers-*.deb) ||
+			dpkg-deb -x linux-headers-"$rel"_*.deb headers &&
+			tar -C headers -c . | tar -C "$dir" -x --keep-directory-symlink &&
+			rm -rf headers linux-headers-*.deb) ||
 			die "cannot fetch linux-headers-$rel"
 	fi
 	[ -e "$dir/usr/src/linux-headers-$rel/.config" ] || die "linux-headers-$rel has no .config"
