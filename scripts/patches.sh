@@ -99,13 +99,18 @@ for step in "${steps[@]}"; do
 	"${git[@]}" add -A -f
 	"${git[@]}" commit -q -s -F "$BINFMT_APE_ROOT/docs/upstream/$n-$step.txt" ||
 		die "step $step changed nothing"
+	# What changed since the last version, for reviewers: under the patch's ---, where git
+	# am leaves it out of the commit.
+	notes=$BINFMT_APE_ROOT/docs/upstream/$n-$step.notes
+	[ ! -e "$notes" ] || "${git[@]}" notes add -f -F "$notes" HEAD
 done
 series_tree=$("${git[@]}" rev-parse 'series^{tree}')
 
 rm -rf "$out"
 mkdir -p "$out"
 # With a git base, every patch names it (base-commit:), as b4 and the kernel's bots expect.
-"${git[@]}" format-patch -q --cover-letter --thread=shallow -v "$VERSION" ${base:+--base="$base"} \
+"${git[@]}" format-patch -q --cover-letter --thread=shallow --notes -v "$VERSION" \
+	${base:+--base="$base"} \
 	-o "$out" pristine..series
 # The cover letter's text: its subject line, then its body, with format-patch's shortlog and
 # diffstat kept.
