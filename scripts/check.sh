@@ -86,11 +86,21 @@ result() { # result NAME STATUS
 # such a kernel with loglevel=7). Each test case counts, as a guest test does; a suite that did
 # not finish its plan, or a plan of suites not finished, counts as a failure.
 count_kunit() { # count_kunit LOG TAG
-	local boot suites done plan ok notok skip
+	local boot suites finished plan ok notok skip
 	boot=$(sed '/binfmt-ape-guest: start$/q' "$1")
+	# The series' kernel (BINFMT_APE_KUNIT_TEST=y) must have run binfmt_ape's suite: a console
+	# that does not show it is a failure, not nothing to count.
+	case $2 in
+	*-builtin)
+		grep -qE '^(not )?ok [0-9]+ binfmt_ape_decoder$' <<<"$boot" || {
+			failed=$((failed + 1))
+			echo "not ok - $2 KUnit: no result of binfmt_ape_decoder on the console"
+		}
+		;;
+	esac
 	grep -qx 'KTAP version 1' <<<"$boot" || return 0
 	suites=$(sed -n 's/^1\.\.\([0-9]*\)$/\1/p' <<<"$boot" | head -n1)
-	done=$(grep -cE '^(not )?ok [0-9]+ ' <<<"$boot" || true)
+	finished=$(grep -cE '^(not )?ok [0-9]+ ' <<<"$boot" || true)
 	plan=$(sed -n 's/^    1\.\.\([0-9]*\)$/\1/p' <<<"$boot" | awk '{ n += $1 } END { print n + 0 }')
 	ok=$(grep -cE '^    ok [0-9]+ ' <<<"$boot" || true)
 	notok=$(grep -cE '^    not ok [0-9]+ ' <<<"$boot" || true)
@@ -99,7 +109,7 @@ count_kunit() { # count_kunit LOG TAG
 	echo "[$2] KUnit: $((ok - skip)) passed, $notok failed, $skip skipped of $plan planned," \
 		"${suites:-no} suites"
 	passed=$((passed + ok - skip)) skipped=$((skipped + skip)) failed=$((failed + notok))
-	if [ -z "$suites" ] || [ "$done" != "$suites" ] || [ $((ok + notok)) != "$plan" ]; then
+	if [ -z "$suites" ] || [ "$finished" != "$suites" ] || [ $((ok + notok)) != "$plan" ]; then
 		failed=$((failed + 1))
 		echo "[$2] KUnit did not finish its plan; its console:"
 	elif [ "$notok" != 0 ]; then
