@@ -278,15 +278,18 @@ lane_guests() {
 fuzz_guest() { # fuzz_guest KVER/ARCH[/VARIANT] TAG
 	local execs kver arch variant
 	[ "${FUZZ_GUEST:-1}" = 1 ] || return 0
-	case "$1" in
-	6.12/x86_64) execs=10000 ;;
+	IFS=/ read -r kver arch variant <<<"$1"
+	variant=${variant:-default}
+	case "$kver/$arch/$variant" in
+	6.12/x86_64/default) execs=10000 ;;
 	*/x86_64/debug) execs=2000 ;;
 	*) return 0 ;;
 	esac
-	IFS=/ read -r kver arch variant <<<"$1"
-	phase "guest fuzzer: $execs execs on Linux $kver, $arch, ${variant:-default}"
-	guest "$2-fuzz" env KVER="$kver" ARCH="$arch" VARIANT="${variant:-default}" \
-		FUZZ_EXECS="$execs" FUZZ_SEED=0x23 scripts/fuzz-guest.sh
+	phase "guest fuzzer: $execs execs on Linux $kver, $arch, $variant"
+	# The fixed run only: none of make fuzz-guest's other knobs from the caller's environment.
+	guest "$2-fuzz" env -u FUZZ_FROM -u FUZZ_RACY -u FUZZ_APEINFO -u FUZZ_SECONDS -u TIMEOUT \
+		KVER="$kver" ARCH="$arch" VARIANT="$variant" FUZZ_EXECS="$execs" FUZZ_SEED=0x23 \
+		scripts/fuzz-guest.sh
 }
 
 # make patches KSRC=CHECKOUT, a kernel git checkout as a maintainer has one (a clone of the
