@@ -29,6 +29,13 @@ EOF
 case "${1:-}" in -h|--help) usage; exit 0 ;; esac
 [ $# = 3 ] || { usage >&2; exit 2; }
 debdir=$1 rel=$2 upd=$3
+# The packages are Debian 13's (make deb builds them in that root), and so is the scratch copy.
+for r in "$rel" "$upd"; do
+	case $r in
+	*+deb13-*) ;;
+	*) die "the DKMS cycle runs on Debian 13 kernels only (+deb13): $r" ;;
+	esac
+done
 root=$("$BINFMT_APE_ROOT"/scripts/debian-root.sh release "$rel")
 "$BINFMT_APE_ROOT"/scripts/debian-root.sh source "$(echo "$upd" | cut -d. -f1,2)" >/dev/null
 # Keyed by what the packages hold (names, contents, control), not by the .deb files, whose
