@@ -104,7 +104,7 @@ fi
 	echo 'mount -t proc proc /proc; mount -t sysfs sysfs /sys'
 	echo 'mount -t devtmpfs dev /dev; mount -t tmpfs tmp /tmp'
 	echo 'ln -s /proc/self/fd /dev/fd'
-	# The console shows warnings and worse while the guest runs, whatever loglevel= the
+	# The console shows errors and worse while the guest runs, whatever loglevel= the
 	# kernel booted with (scripts/guest.sh raises it for KUnit's output at boot).
 	echo 'echo 4 >/proc/sys/kernel/printk'
 	echo '[ ! -e /lib/modules/fs/order ] || for m in $(cat /lib/modules/fs/order); do insmod /lib/modules/fs/$m; done'

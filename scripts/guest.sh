@@ -52,7 +52,7 @@ if grep -qx 'CONFIG_9P_FS=y' "$kdir/.config"; then
 	export QEMU_EXTRA="${QEMU_EXTRA:-} -virtfs local,path=$BUILD/fixtures/fix,mount_tag=apefix,security_model=none,readonly=on"
 fi
 # A kernel with KUnit runs its suites at boot and prints their KTAP at KERN_INFO: the console
-# shows it (loglevel=7) until the guest's init sets it back to warnings and worse, and make
+# shows it (loglevel=7) until the guest's init sets it back to errors and worse, and make
 # check counts it (count_kunit).
 if grep -qx 'CONFIG_KUNIT=y' "$kdir/.config"; then
 	export KERNEL_APPEND="${KERNEL_APPEND:-} loglevel=7"

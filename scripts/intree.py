@@ -187,9 +187,8 @@ KUNIT_SUITE = """\
 
 //! KUnit tests for binfmt_ape's decoder: each named case of `ape_test_cases.rs` is one test.
 //!
-//! The cases are those of binfmt_ape's host tests, which also hold a reference model of
-//! cosmopolitan's `ape/loader.c` to the same verdicts. Each test writes its case's file into a
-//! buffer of its own and decodes it for x86-64 and for AArch64, as binfmt_ape does on an exec.
+//! Each test writes its case's file into a buffer of its own and decodes it for x86-64 and for
+//! AArch64 with 4 KiB pages, as binfmt_ape does on an exec.
 
 #[path = "ape_test_cases.rs"]
 mod ape_test_cases;
