@@ -46,7 +46,7 @@ config() { sed -n "s/^$1=//p" "$kdir/.config" 2>/dev/null | head -n1; }
 # Linux 6.12 needs: its rustc-web is a newer rustc, and that builds the bindgen Debian 13 ships.
 BINDGEN_CLI=0.71.1
 if [ "$(. "${OS_RELEASE:-/etc/os-release}" 2>/dev/null && echo "${ID:-}:${VERSION_ID:-}")" = debian:12 ]; then
-	deb_rustc="Debian 12: rustc-web (1.96, bookworm-security; its rustc 1.63 is too old); Ubuntu: rustc"
+	deb_rustc="Debian 12: rustc-web (from bookworm-security; its rustc 1.63 is too old); Ubuntu: rustc"
 	deb_rust_src="Debian 12: rust-web-src (with rustc-web); Ubuntu: rust-src"
 	deb_bindgen="Debian 12: its bindgen 0.60 is too old: cargo install --locked --root /usr/local bindgen-cli@$BINDGEN_CLI (cargo from cargo-web), with libclang-19-dev; Ubuntu: bindgen"
 	deb_libclang="Debian 12: libclang-19-dev; Ubuntu: libclang-dev"
@@ -156,7 +156,7 @@ if [ "$mode" = bundled ] && [ -n "$series" ]; then
 		have=$(echo "$rustc_text" | sed -E 's/^rustc ([0-9.]+).*/\1/')
 		if [ -n "$min" ] && [ "$(printf '%s\n%s\n' "$min" "$have" | sort -V | head -n1)" != "$min" ]; then
 			case "$deb_rustc" in
-			"Debian 12"*) fix="Debian 12: rustc-web and rust-web-src (1.96, bookworm-security)" ;;
+			"Debian 12"*) fix="Debian 12: rustc-web and rust-web-src (from bookworm-security)" ;;
 			*) fix="Debian: rustc from trixie (1.85) or newer" ;;
 			esac
 			missing "rustc $have is older than Linux $series needs ($min)" \
