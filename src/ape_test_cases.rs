@@ -2,13 +2,13 @@
 
 //! The APE decoder's named test cases: each a small file and the verdict expected on each CPU.
 //!
-//! One table for two runners: the KUnit suite `binfmt_ape_decoder`, one test per case, and
-//! host tests, which also hold a reference model of Cosmopolitan's `ape/loader.c` to it. So,
-//! like the decoder, it has no kernel or `std` dependency and never allocates: a case writes its file into a buffer of [`LEN`] bytes
-//! the runner provides, and [`verdict`] runs the decoder on it the way binfmt_ape does. Each file
-//! is the magic line, the case's `printf` statements, newlines up to [`X86_PHOFF`], then one
-//! valid program header table per CPU (a PT_LOAD holding the entry, and a PT_NOTE), past the
-//! window, as cosmocc lays out its APEs.
+//! One table for two runners: the KUnit suite `binfmt_ape_decoder`, one test per case, and host
+//! tests, which also hold a reference model of Cosmopolitan's `ape/loader.c` to it. So, like the
+//! decoder, it has no kernel or `std` dependency and never allocates: a case writes its file into a
+//! buffer of [`LEN`] bytes the runner provides, and [`verdict`] runs the decoder on it the way
+//! binfmt_ape does. Each file is the magic line, the case's `printf` statements, newlines up to
+//! [`X86_PHOFF`], then one valid program header table per CPU (a PT_LOAD holding the entry, and a
+//! PT_NOTE), past the window, as cosmocc lays out its APEs.
 
 #![cfg_attr(
     not(test),
