@@ -74,10 +74,14 @@ arch_fact() { (arch_facts "$1" && printf '%s\n' "${!2}"); }
 DEB_ARCHES=$(for a in $ALL_ARCHES; do arch_fact "$a" DEB_ARCH; done | paste -sd,)
 
 # A Debian kernel release's arch, from its flavour (7.3.4+deb13-arm64-16k: arm64): sets the
-# arch's facts (arch_facts) and DEB_ABI, the release without its flavour (7.3.4+deb13).
+# arch's facts (arch_facts) and DEB_ABI, the release without its flavour (7.3.4+deb13; Debian
+# 12's own kernels and older put an ABI number before it: 6.1.0-41-amd64 is 6.1.0-41).
 debian_release() { # debian_release REL
 	local rel=$1 flavour=${1#*-} a f flavours=
 	DEB_ABI=${rel%%-*}
+	case "$flavour" in
+	[0-9]*-*) DEB_ABI=$DEB_ABI-${flavour%%-*} flavour=${flavour#*-} ;;
+	esac
 	for a in $ALL_ARCHES; do
 		arch_facts "$a"
 		for f in $DEB_FLAVOURS; do
@@ -89,6 +93,27 @@ debian_release() { # debian_release REL
 		flavours+=${flavours:+, }${DEB_FLAVOURS// /, }
 	done
 	die "'$rel' is not a Debian kernel release of a flavour the guests boot ($flavours, and their rt- and cloud- kernels; e.g. 6.12.118+deb13-amd64)"
+}
+
+# Why binfmt_ape cannot be built for Debian kernel release REL, in one line, or nothing when it
+# can: its Linux is older than 6.12 (Debian 12's own kernels are 6.1, Debian 11's 5.10), or it
+# is of a Debian release that no root is made for here (scripts/debian-root.sh).
+debian_unbuildable() { # debian_unbuildable REL
+	local series major minor
+	series=$(echo "${1%%-*}" | cut -d. -f1,2)
+	major=${series%%.*} minor=${series#*.} minor=${minor%%[!0-9]*}
+	case "$major.$minor" in
+	[0-9]*.[0-9]*) ;;
+	*) echo "'$1' names no Linux version"; return 0 ;;
+	esac
+	if [ "$major" -lt 6 ] || { [ "$major" = 6 ] && [ "$minor" -lt 12 ]; }; then
+		echo "Linux $series is older than 6.12, the oldest series binfmt_ape supports (Debian 12 has 6.12: linux-image-6.12-$DEB_ARCH, from bookworm-security)"
+		return 0
+	fi
+	case "$1" in
+	*+deb12-*|*+deb13-*|*+deb14-*) ;;
+	*) echo "no Debian release here builds for it: the roots are Debian 12's (+deb12), 13's (+deb13) and sid's (+deb14)" ;;
+	esac
 }
 
 # The kernel build directory for KVER/ARCH/VARIANT, named by a key that covers

@@ -74,7 +74,7 @@ if [ -n "$series" ]; then
 	major=${series%%.*} minor=${series#*.}
 	if [ "$major" -lt 6 ] || { [ "$major" = 6 ] && [ "$minor" -lt 12 ]; }; then
 		missing "Linux $version is older than 6.12, the oldest series binfmt_ape supports" \
-			"boot a 6.12 or newer kernel (Debian 13, Ubuntu 25.04, Fedora 41, Arch)"
+			"boot a 6.12 or newer kernel (Debian 13; Debian 12: linux-image-6.12-amd64 or -arm64, from bookworm-security; Ubuntu 25.04, Fedora 41, Arch)"
 	fi
 fi
 
