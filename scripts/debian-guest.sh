@@ -57,9 +57,14 @@ kernel_files() {
 			(cd "$tmp" && apt_private debian "$DEBIAN_SUITES" "$DEB_ARCHES" -qq download "$p:$DEB_ARCH" 2>/dev/null) &&
 				pkgs+=("$p")
 		done
+		# 6.12: the image package its headers name (DEB_IMAGES, debian_headers_deps).
 		if [ "${#pkgs[@]}" = 0 ]; then
-			(cd "$tmp" && apt_private debian "$DEBIAN_SUITES" "$DEB_ARCHES" -qq download "linux-image-$rel:$DEB_ARCH") ||
-				die "no linux-binary-$rel nor linux-image-$rel in $DEBIAN_SUITES"
+			for p in $DEB_IMAGES; do
+				(cd "$tmp" && apt_private debian "$DEBIAN_SUITES" "$DEB_ARCHES" -qq download "$p:$DEB_ARCH" 2>/dev/null) &&
+					pkgs+=("$p") && break
+			done
+			[ "${#pkgs[@]}" != 0 ] ||
+				die "no linux-binary-$rel nor ${DEB_IMAGES:-an image its headers name} in $DEBIAN_SUITES"
 		fi
 		mkdir -p "$tmp/x"
 		for p in "$tmp"/*.deb; do dpkg-deb -x "$p" "$tmp/x"; done

@@ -44,7 +44,9 @@ debian_sources() {
 }
 
 # The Debian suites, besides the host's own, that kernels and their sources come from.
-DEBIAN_SUITES=${DEBIAN_SUITES:-"trixie trixie-updates trixie-security trixie-backports bookworm-backports sid"}
+# Debian 12's newest 6.12 kernels are in bookworm-security (linux-image-6.12-amd64 and the like),
+# older ones in bookworm-backports.
+DEBIAN_SUITES=${DEBIAN_SUITES:-"trixie trixie-updates trixie-security trixie-backports bookworm-security bookworm-backports sid"}
 
 # apt-get with a private state under $CACHE/apt/NAME: its own sources list (SUITES on this
 # machine's mirror, main only), lists and cache. Other Debian suites (trixie-backports, sid)
@@ -80,8 +82,9 @@ apt_private_update() { # apt_private_update DIR SUITES APT_OPTIONS...
 
 # What the headers of Debian kernel release REL (for DEBARCH) depend on, from apt's own data,
 # never guessed from REL: DEB_HEADERS_COMMON (linux-headers-*-common*), DEB_KBUILD
-# (linux-kbuild-*) and DEB_CC (the compiler the kernel was built with: gcc-N, or sid's
-# gcc-N-for-host). With a release
+# (linux-kbuild-*), DEB_CC (the compiler the kernel was built with: gcc-N, or sid's
+# gcc-N-for-host) and DEB_IMAGES (the image packages it names, 6.12's linux-image-REL or, before
+# the signed one is out, linux-image-REL-unsigned; 7.x's headers name none). With a release
 # apt does not know, says so in one line, with the nearest ones it knows of that flavour.
 debian_headers_deps() { # debian_headers_deps REL DEBARCH
 	local rel=$1 debarch=$2 deps near
@@ -96,6 +99,8 @@ debian_headers_deps() { # debian_headers_deps REL DEBARCH
 	DEB_HEADERS_COMMON=$(sed -nE 's/^ +Depends: <?(linux-headers-[^:> ]*-common[^:> ]*).*/\1/p' <<<"$deps" | head -n1)
 	DEB_KBUILD=$(sed -nE 's/^ +Depends: <?(linux-kbuild-[^:> ]*).*/\1/p' <<<"$deps" | head -n1)
 	DEB_CC=$(sed -nE 's/^ +Depends: <?(gcc-[0-9]+[^:> ]*).*/\1/p' <<<"$deps" | head -n1)
+	# Real packages only: apt shows a virtual one in <>.
+	DEB_IMAGES=$(sed -nE 's/^ +\|?Depends: (linux-image-[^:<> ]*).*/\1/p' <<<"$deps" | paste -sd' ')
 	[ -n "$DEB_HEADERS_COMMON" ] && [ -n "$DEB_KBUILD" ] ||
 		die "linux-headers-$rel depends on no linux-headers-*-common or linux-kbuild-* package"
 }
