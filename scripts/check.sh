@@ -224,11 +224,32 @@ lane_kernels() {
 		ptree=$(cat "$RUN/patches-tree")
 		[ -n "$ptree" ] || return 0
 		phase "kernel 7.3 x86_64 with the series built in"
-		KVER=7.3 ARCH=x86_64 VARIANT=builtin KERNEL_TREE="$ptree" scripts/build-kernel.sh >/dev/null ||
-			result "kernel 7.3 x86_64 with the series builds" 1
+		local kbuild s=0
+		kbuild=$(KVER=7.3 ARCH=x86_64 VARIANT=builtin KERNEL_TREE="$ptree" scripts/build-kernel.sh) || s=$?
+		[ "$s" = 0 ] || result "kernel 7.3 x86_64 with the series builds" 1
 		echo "$ptree" >"$RUN/series-tree.new"
 		mv "$RUN/series-tree.new" "$RUN/series-tree"
+		# While the guest lane boots it: the kernel's own checks on the series.
+		if [ "$s" = 0 ]; then
+			phase "the kernel's checks on the series: rustfmtcheck, CLIPPY, rustdoc, W=1, htmldocs, spdxcheck"
+			series_gates "$ptree" "$kbuild"
+		fi
 	fi
+}
+
+# scripts/series-gates.sh on the series' tree and kernel: one result per gate.
+series_gates() { # series_gates TREE KBUILD
+	local line s=0 n=0
+	scripts/series-gates.sh "$1" "$2" >"$RUN/gates" || s=$?
+	while IFS= read -r line; do
+		case "$line" in
+		"ok - "*) result "series: ${line#ok - }" 0; n=$((n + 1)) ;;
+		"not ok - "*) result "series: ${line#not ok - }" 1; n=$((n + 1)) ;;
+		"# "*) echo "$line" ;;
+		esac
+	done <"$RUN/gates"
+	# rustfmtcheck, CLIPPY, rustdoc, W=1, patch 1 alone, htmldocs, spdxcheck.
+	[ "$s" = 0 ] && [ "$n" = 7 ] || result "series: the kernel's checks ran to the end ($n of 7)" 1
 }
 
 # Lane "guests": the host side while the first kernel builds, then the guest suite on every

@@ -15,7 +15,8 @@ usage() {
 Usage: $0
 Installs everything binfmt_ape's build and tests need on a Debian bookworm host (apt needs
 root; sudo is used otherwise): QEMU (bookworm-backports, on this machine's own mirror), the
-kernel build toolchain, libclang 19, the cross compiler, busybox-static for each guest arch
+kernel build toolchain, libclang 19, the cross compiler, Sphinx and the kernel's Python tools'
+modules (make htmldocs, spdxcheck.py), busybox-static for each guest arch
 ($ALL_ARCHES), the Rust toolchain $RUST_TOOLCHAIN with rust-src, clippy, rustfmt and the musl
 targets, and bindgen-cli $BINDGEN_VERSION. Idempotent: a second run only checks.
 Environment: BINFMT_APE_CACHE (default ~/.cache/binfmt-ape).
@@ -52,7 +53,8 @@ apt_sources() {
 apt_packages() {
 	local pkgs=(build-essential bc bison flex libelf-dev libssl-dev cpio kmod xz-utils
 		libclang-19-dev clang-19 llvm-19 lld-19 gcc-aarch64-linux-gnu libc6-dev-arm64-cross
-		busybox-static python3-pip python3-matplotlib python3-ply python3-git mmdebstrap nix-bin)
+		busybox-static python3-pip python3-matplotlib python3-ply python3-git mmdebstrap nix-bin
+		python3-sphinx python3-sphinx-rtd-theme)
 	local missing=() p
 	for p in "${pkgs[@]}"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
