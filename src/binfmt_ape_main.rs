@@ -19,7 +19,7 @@
 //! also a set-id policy, with `setid` and `declined_setid` (`setid`).
 //! <!-- end out-of-tree -->
 //!
-//! Memory per APE exec: one allocation of [`FIRST_READ`] + [`ape::MAX_PHDR_TABLE`] bytes
+//! Memory per APE exec: one allocation of `FIRST_READ` + [`ape::MAX_PHDR_TABLE`] bytes
 //! (3 KiB, kmalloc) for the first bytes and a program header table past them; the rare file
 //! whose first bytes do not decide also gets a buffer of [`ape::WINDOW`] bytes (kvmalloc: on
 //! 4 KiB pages one kmalloc attempt without retries, else single pages from vmalloc). All are
