@@ -150,9 +150,10 @@ def module(repo, tree):
                        {"#[cfg(ape_bench)]"}, what)
     if re.search(r"ape_bench|CONFIG_BINFMT_APE\)|compat::|#\[path", src):
         die(f"{what}: out-of-tree scaffolding left")
-    # The decoder's KUnit suite, with CONFIG_BINFMT_APE_KUNIT_TEST.
+    # The decoder's KUnit suite and its cases, with CONFIG_BINFMT_APE_KUNIT_TEST.
     src = replace(src, "\npub mod ape;\n",
-                  "\npub mod ape;\n#[cfg(CONFIG_BINFMT_APE_KUNIT_TEST)]\nmod ape_kunit;\n", what)
+                  "\npub mod ape;\n#[cfg(CONFIG_BINFMT_APE_KUNIT_TEST)]\nmod ape_kunit;\n"
+                  "#[cfg(CONFIG_BINFMT_APE_KUNIT_TEST)]\nmod ape_test_cases;\n", what)
     d = tree / "fs/binfmt_ape"
     d.mkdir(parents=True, exist_ok=True)
     (d / "binfmt_ape.rs").write_text(src)
@@ -168,6 +169,12 @@ def module(repo, tree):
         "# The decoder runs on every APE exec: build it for speed also in kernels built for\n"
         "# size (CONFIG_CC_OPTIMIZE_FOR_SIZE gives Rust -Copt-level=s), as lib/lz4 does.\n"
         "rustflags-y += -Copt-level=2\n")
+
+    # What tools/testing/kunit/kunit.py needs for the suite: kunit.py run --kunitconfig=fs/binfmt_ape
+    # (no SPDX line, as no .kunitconfig has one).
+    (d / ".kunitconfig").write_text(
+        "CONFIG_KUNIT=y\nCONFIG_RUST=y\nCONFIG_BINFMT_ELF=y\nCONFIG_BINFMT_APE=y\n"
+        "CONFIG_BINFMT_APE_KUNIT_TEST=y\n")
 
     kconfig = tree / "fs/Kconfig.binfmt"
     k = kconfig.read_text()
@@ -190,14 +197,11 @@ KUNIT_SUITE = """\
 //! Each test writes its case's file into a buffer of its own and decodes it for x86-64 and for
 //! AArch64 with 4 KiB pages, as binfmt_ape does on an exec.
 
-#[path = "ape_test_cases.rs"]
-mod ape_test_cases;
-
 use kernel::prelude::*;
 
 #[kunit_tests(binfmt_ape_decoder)]
 mod tests {
-    use super::ape_test_cases::{self as cases, Case, File, Want};
+    use crate::ape_test_cases::{self as cases, Case, File, Want};
     use crate::ape::{EM_AARCH64, EM_X86_64};
     use kernel::prelude::*;
 
