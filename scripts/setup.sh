@@ -54,7 +54,7 @@ apt_packages() {
 	local pkgs=(build-essential bc bison flex libelf-dev libssl-dev cpio kmod xz-utils
 		libclang-19-dev clang-19 llvm-19 lld-19 gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 		busybox-static python3-pip python3-matplotlib python3-ply python3-git mmdebstrap nix-bin
-		python3-sphinx python3-sphinx-rtd-theme)
+		python3-sphinx)
 	local missing=() p
 	for p in "${pkgs[@]}"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
