@@ -39,8 +39,8 @@ root_facts() { # root_facts SUITE
 }
 
 # The suite whose root builds the module of Debian kernel release REL, from its release
-# (+deb12: Debian 12, whose 6.12 kernels are in bookworm-security and -backports; +deb13: Debian 13, trixie
-# and its backports; +deb14: the next release, in sid).
+# (+deb12: Debian 12, whose 6.12 kernels are in bookworm-security and -backports; +deb13:
+# Debian 13, trixie and its backports; +deb14: the next release, in sid).
 release_suite() { # release_suite REL
 	case "${1%%-*}" in
 	*+deb12) echo bookworm ;;
