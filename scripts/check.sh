@@ -230,28 +230,28 @@ lane_kernels() {
 		[ "$s" != 0 ] || echo "$kbuild" >"$RUN/series-kbuild"
 		echo "$ptree" >"$RUN/series-tree.new"
 		mv "$RUN/series-tree.new" "$RUN/series-tree"
-		# While the guest lane boots it: the kernel's own checks on the series.
+		# While the guest lane boots it: the kernel's own checks that need it built.
 		if [ "$s" = 0 ]; then
-			phase "the kernel's checks on the series: rustfmtcheck, CLIPPY, rustdoc, W=1, patch 1, htmldocs, spdx"
-			series_gates "$ptree" "$kbuild"
+			phase "the kernel's checks on the series' build: CLIPPY, rustdoc, W=1, patch 1 alone"
+			series_gates 4 build "$ptree" "$kbuild"
 		fi
 	fi
 }
 
-# scripts/series-gates.sh on the series' tree and kernel: one result per gate.
-series_gates() { # series_gates TREE KBUILD
-	local line s=0 n=0
-	scripts/series-gates.sh "$1" "$2" >"$RUN/gates" || s=$?
+# scripts/series-gates.sh MODE on the series' tree (and kernel): one result per gate, of the
+# N gates MODE has. The script exits 1 when one failed, and its results say which.
+series_gates() { # series_gates N MODE TREE [KBUILD]
+	local want=$1 line s=0 n=0
+	shift
+	scripts/series-gates.sh "$@" >"$RUN/gates-$1" || s=$?
 	while IFS= read -r line; do
 		case "$line" in
 		"ok - "*) result "series: ${line#ok - }" 0; n=$((n + 1)) ;;
 		"not ok - "*) result "series: ${line#not ok - }" 1; n=$((n + 1)) ;;
 		"# "*) echo "$line" ;;
 		esac
-	done <"$RUN/gates"
-	# rustfmtcheck, CLIPPY, rustdoc, W=1, patch 1 alone, htmldocs, spdxcheck; the script exits 1
-	# when one failed, and its results say which.
-	[ "$n" = 7 ] || result "series: the kernel's checks ran to the end ($n of 7, exit $s)" 1
+	done <"$RUN/gates-$1"
+	[ "$n" = "$want" ] || result "series: the kernel's $1 checks ran to the end ($n of $want, exit $s)" 1
 }
 
 # Lane "guests": the host side while the first kernel builds, then the guest suite on every
@@ -274,6 +274,9 @@ lane_guests() {
 		mv "$RUN/patches-tree.new" "$RUN/patches-tree"
 		if [ "$s" = 0 ]; then
 			patches_from_git_checkout "$ptree"
+			# While the first kernel builds: the kernel's own checks of the tree alone.
+			phase "the kernel's checks on the series' tree: rustfmtcheck, htmldocs, spdxcheck"
+			series_gates 3 tree "$ptree"
 		fi
 	fi
 	local guest kver arch variant tag

@@ -1,39 +1,49 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# The kernel's own checks on make patches' tree, as maintainers and their bots run them:
-# rustfmtcheck, CLIPPY=1, rustdoc, W=1, patch 1 alone, htmldocs for the admin guide and
-# spdxcheck.py. Each fails on any warning in what the series adds or changes (rustfmtcheck:
-# anywhere in the tree; W=1 and patch 1: in the objects they build). Prints one KTAP-style line
-# per gate as it ends (make check counts them), with what failed it under a failing one; exits
-# 1 if one failed.
+# The kernel's own checks on make patches' tree, as maintainers and their bots run them, in two
+# parts: those of the tree alone (rustfmtcheck, htmldocs for the admin guide, spdxcheck.py),
+# which make check runs as soon as the series is made, and those that need its kernel built
+# (CLIPPY=1, rustdoc, W=1, patch 1 alone). Each fails on any warning in what the series adds or
+# changes (rustfmtcheck: anywhere in the tree; W=1 and patch 1: in the objects they build).
+# Prints one KTAP-style line per gate as it ends (make check counts them), with what failed it
+# under a failing one; exits 1 if one failed.
 set -euo pipefail
 LOG_TAG=gates
 . "$(dirname "$0")/lib.sh"
 
 usage() {
 	cat <<EOF
-Usage: $0 TREE KBUILD
+Usage: $0 tree TREE
+       $0 build TREE KBUILD
 TREE is make patches' tree (scripts/patches.sh: branch pristine, the series on top, nothing
 uncommitted), KBUILD its kernel built with the series (scripts/build-kernel.sh
-KERNEL_TREE=TREE VARIANT=builtin: BINFMT_APE=y, KUNIT=y, BINFMT_APE_KUNIT_TEST=y). KBUILD is not
-changed: the gates that rebuild objects work in copies of it. A clean run's results are cached
-under \$CACHE/series-gates, keyed by each patch's tree and subject, the kernel build and the
-tools. Environment: JOBS (default: cores + 1); the builds run at nice 10, beside a guest.
+KERNEL_TREE=TREE VARIANT=builtin: BINFMT_APE=y, KUNIT=y, BINFMT_APE_KUNIT_TEST=y).
+tree: make LLVM=1 rustfmtcheck, make htmldocs SPHINXDIRS=admin-guide, scripts/spdxcheck.py.
+build: CLIPPY=1, make rustdoc and rustdoc on binfmt_ape, W=1, patch 1 alone. KBUILD is not
+changed: the gates work in copies of it.
+A clean run's results are cached under \$CACHE/series-gates, keyed by each patch's tree and
+subject, the kernel build and the tools. Environment: JOBS (default: cores + 1); the builds
+run at nice 10, beside a guest.
 EOF
 }
 
 case "${1:-}" in
 -h|--help) usage; exit 0 ;;
 esac
-[ $# = 2 ] || { usage >&2; exit 2; }
-tree=$(cd "$1" && pwd) kbuild=$(cd "$2" && pwd)
-[ -e "$kbuild/.done" ] || die "$kbuild is no finished kernel build (scripts/build-kernel.sh)"
+mode=${1:-}
+case "$mode:$#" in
+tree:2) tree=$(cd "$2" && pwd) kbuild= ;;
+build:3) tree=$(cd "$2" && pwd) kbuild=$(cd "$3" && pwd) ;;
+*) usage >&2; exit 2 ;;
+esac
 [ -z "$(git -C "$tree" status --porcelain)" ] || die "$tree has uncommitted changes"
-head_tree=$(git -C "$tree" rev-parse 'HEAD^{tree}')
-# build-kernel.sh writes "KVER SRCVER" there, SRCVER being a git tree's HEAD^{tree}.
-[ "$(cut -d' ' -f2 "$kbuild/.kver")" = "$head_tree" ] ||
-	die "$kbuild was not built from $tree's HEAD (its .kver: $(cat "$kbuild/.kver"))"
+if [ -n "$kbuild" ]; then
+	[ -e "$kbuild/.done" ] || die "$kbuild is no finished kernel build (scripts/build-kernel.sh)"
+	# build-kernel.sh writes "KVER SRCVER" there, SRCVER being a git tree's HEAD^{tree}.
+	[ "$(cut -d' ' -f2 "$kbuild/.kver")" = "$(git -C "$tree" rev-parse 'HEAD^{tree}')" ] ||
+		die "$kbuild was not built from $tree's HEAD (its .kver: $(cat "$kbuild/.kver"))"
+fi
 
 # Debian's Python for the kernel's own Python tools (spdxcheck.py needs ply and git, the
 # documentation's wrapper sphinx): the one on PATH may be another.
@@ -44,10 +54,11 @@ first=$(git -C "$tree" rev-list --reverse "$base..HEAD" | head -n1 || true)
 [ -n "$first" ] || die "$tree has no commit on top of pristine"
 
 key=$({
+	echo "$mode"
 	git -C "$tree" rev-parse 'pristine^{tree}'
 	# Each patch, not only the result: patch 1 alone is one of the gates.
 	git -C "$tree" log --format='%T %s' "$base..HEAD"
-	basename "$kbuild"
+	[ -z "$kbuild" ] || basename "$kbuild"
 	cat "$0"
 	for t in rustc rustdoc clippy-driver rustfmt; do "$t" --version; done
 	gcc --version | head -n1
@@ -92,24 +103,53 @@ kcopy() { # kcopy NAME
 	cp -a "$kbuild" "$work/$1" || die "cannot copy $kbuild to $work/$1"
 }
 
-run() {
-	# Another run may have finished while this one waited for the lock.
-	if [ -e "$out/results" ]; then
-		cat "$out/results"
-		return 0
-	fi
-	rm -rf "$out" && mkdir -p "$out"
-	work=$out/work
-	mkdir -p "$work"
-	: >"$out/results.new"
-	local s f obj cmd
-
+# The gates of the tree alone.
+tree_gates() {
+	local s f html
 	# --- rustfmtcheck: every Rust file of the tree, as `make rustfmtcheck` checks it. -----------
 	s=0
 	make -s -C "$tree" LLVM=1 rustfmtcheck >"$out/rustfmt.log" 2>&1 || s=$?
 	[ ! -s "$out/rustfmt.log" ] || s=1
 	gate "make LLVM=1 rustfmtcheck" "$s" "$out/rustfmt.log"
 
+	# --- htmldocs for the admin guide: the page builds, the index links it, no warning in the
+	# series' documents (7.3's own admin guide has some 180, about other pages).
+	s=0
+	mkdir -p "$work/doc"
+	PATH=/usr/bin:$PATH nice -n 10 make -C "$tree" O="$work/doc" PYTHON3="$PY" SPHINXDIRS=admin-guide htmldocs \
+		>"$out/htmldocs.log" 2>&1 || s=$?
+	html=$work/doc/Documentation/output/admin-guide
+	for f in "${doc_files[@]}"; do
+		grep -F -- "$f" "$out/htmldocs.log" | grep -iE 'warning|error' >>"$out/htmldocs.fail" || true
+	done
+	[ -e "$html/binfmt-ape.html" ] || echo "no admin-guide/binfmt-ape.html" >>"$out/htmldocs.fail"
+	grep -q 'href="binfmt-ape.html"' "$html/index.html" 2>/dev/null ||
+		echo "admin-guide/index.html does not link binfmt-ape.html" >>"$out/htmldocs.fail"
+	[ ! -s "$out/htmldocs.fail" ] || s=1
+	[ "$s" = 0 ] || tail -n 20 "$out/htmldocs.log" >>"$out/htmldocs.fail"
+	gate "make htmldocs SPHINXDIRS=admin-guide: binfmt-ape.html, linked from the index, no warning in ${doc_files[*]}" \
+		"$s" "$out/htmldocs.fail"
+
+	# --- spdxcheck.py on every file the series adds or changes; a tag on each file it adds. ------
+	s=0
+	(cd "$tree" && "$PY" scripts/spdxcheck.py -v "${changed[@]}") >"$out/spdx.log" 2>&1 || s=$?
+	# It exits 0 whatever it finds: its report says.
+	grep -qE '^Files with errors: +0$' "$out/spdx.log" || cat "$out/spdx.log" >>"$out/spdx.fail"
+	grep -E '^[^ ]+: [0-9]+:[0-9]+ ' "$out/spdx.log" >>"$out/spdx.fail" || true
+	while read -r f; do
+		# As none of the kernel's .kunitconfig files has one.
+		case "$f" in */.kunitconfig) continue ;; esac
+		head -n 3 "$tree/$f" | grep -q 'SPDX-License-Identifier: ' ||
+			echo "$f: no SPDX-License-Identifier" >>"$out/spdx.fail"
+	done < <(git -C "$tree" diff --no-renames --name-only --diff-filter=A "$base" HEAD)
+	[ ! -s "$out/spdx.fail" ] || s=1
+	gate "scripts/spdxcheck.py: the series' ${#changed[@]} files, a tag on each it adds" "$s" "$out/spdx.fail"
+
+}
+
+# The gates that need the kernel built.
+build_gates() {
+	local s f obj cmd
 	# --- CLIPPY=1: the kernel crate and binfmt_ape rebuilt with clippy-driver. -------------------
 	obj=$work/clippy
 	kcopy clippy
@@ -128,7 +168,8 @@ run() {
 	# the same way (make rustdoc documents rust/ only): every public item documented
 	# (-Wmissing_docs), no warning.
 	s=0
-	nice -n 10 make -C "$tree" O="$obj" -j"$jobs" rustdoc >"$out/rustdoc.log" 2>&1 || s=$?
+	# CLIPPY=1 as above: with other command lines, kbuild would build every Rust object again.
+	nice -n 10 make -C "$tree" O="$obj" CLIPPY=1 -j"$jobs" rustdoc >"$out/rustdoc.log" 2>&1 || s=$?
 	for f in binfmt sysctl; do
 		[ -e "$obj/Documentation/output/rust/rustdoc/kernel/$f/index.html" ] ||
 			{ echo "no rustdoc page for kernel::$f"; s=1; } >>"$out/rustdoc.fail"
@@ -202,38 +243,19 @@ run() {
 		"$s" "$out/patch1.fail"
 	rm -rf "$obj" "$work/patch1"
 
-	# --- htmldocs for the admin guide: the page builds, the index links it, no warning in the
-	# series' documents (7.3's own admin guide has some 180, about other pages).
-	s=0
-	mkdir -p "$work/doc"
-	PATH=/usr/bin:$PATH nice -n 10 make -C "$tree" O="$work/doc" PYTHON3="$PY" SPHINXDIRS=admin-guide htmldocs \
-		>"$out/htmldocs.log" 2>&1 || s=$?
-	local html=$work/doc/Documentation/output/admin-guide
-	for f in "${doc_files[@]}"; do
-		grep -F -- "$f" "$out/htmldocs.log" | grep -iE 'warning|error' >>"$out/htmldocs.fail" || true
-	done
-	[ -e "$html/binfmt-ape.html" ] || echo "no admin-guide/binfmt-ape.html" >>"$out/htmldocs.fail"
-	grep -q 'href="binfmt-ape.html"' "$html/index.html" 2>/dev/null ||
-		echo "admin-guide/index.html does not link binfmt-ape.html" >>"$out/htmldocs.fail"
-	[ ! -s "$out/htmldocs.fail" ] || s=1
-	[ "$s" = 0 ] || tail -n 20 "$out/htmldocs.log" >>"$out/htmldocs.fail"
-	gate "make htmldocs SPHINXDIRS=admin-guide: binfmt-ape.html, linked from the index, no warning in ${doc_files[*]}" \
-		"$s" "$out/htmldocs.fail"
+}
 
-	# --- spdxcheck.py on every file the series adds or changes; a tag on each file it adds. ------
-	s=0
-	(cd "$tree" && "$PY" scripts/spdxcheck.py -v "${changed[@]}") >"$out/spdx.log" 2>&1 || s=$?
-	# It exits 0 whatever it finds: its report says.
-	grep -qE '^Files with errors: +0$' "$out/spdx.log" || cat "$out/spdx.log" >>"$out/spdx.fail"
-	grep -E '^[^ ]+: [0-9]+:[0-9]+ ' "$out/spdx.log" >>"$out/spdx.fail" || true
-	while read -r f; do
-		# As none of the kernel's .kunitconfig files has one.
-		case "$f" in */.kunitconfig) continue ;; esac
-		head -n 3 "$tree/$f" | grep -q 'SPDX-License-Identifier: ' ||
-			echo "$f: no SPDX-License-Identifier" >>"$out/spdx.fail"
-	done < <(git -C "$tree" diff --no-renames --name-only --diff-filter=A "$base" HEAD)
-	[ ! -s "$out/spdx.fail" ] || s=1
-	gate "scripts/spdxcheck.py: the series' ${#changed[@]} files, a tag on each it adds" "$s" "$out/spdx.fail"
+run() {
+	# Another run may have finished while this one waited for the lock.
+	if [ -e "$out/results" ]; then
+		cat "$out/results"
+		return 0
+	fi
+	rm -rf "$out" && mkdir -p "$out"
+	work=$out/work
+	mkdir -p "$work"
+	: >"$out/results.new"
+	"${mode}_gates"
 
 	rm -rf "$work"
 	# Only a clean run is kept: a failure is run again next time.
