@@ -171,7 +171,8 @@ phase() { # phase NAME: ends the lane's current phase and starts NAME
 # never outlives the lane it waits for).
 await() { # await FILE LANE
 	while [ ! -e "$1" ]; do
-		[ ! -e "$RUN/$2.end" ] || return 1
+		# The lane may have written FILE just before it ended.
+		[ ! -e "$RUN/$2.end" ] || { [ -e "$1" ]; return; }
 		sleep 5
 	done
 }
@@ -272,10 +273,10 @@ lane_guests() {
 		if [ "$s" = 0 ]; then echo "$ptree"; else echo; fi >"$RUN/patches-tree.new"
 		mv "$RUN/patches-tree.new" "$RUN/patches-tree"
 		if [ "$s" = 0 ]; then
-			patches_from_git_checkout "$ptree"
 			# While the first kernel builds: the kernel's own checks of the tree alone.
 			phase "the kernel's checks on the series' tree: rustfmtcheck, htmldocs, spdxcheck"
 			series_gates 3 tree "$ptree"
+			patches_from_git_checkout "$ptree"
 		fi
 	fi
 	local guest kver arch variant tag
