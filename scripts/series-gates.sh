@@ -229,12 +229,13 @@ build_gates() {
 	git -C "$tree" archive "$first" | tar -x -C "$work/patch1"
 	s=0
 	{
-		"$tree"/scripts/config --file "$obj/.config" -d RUST
-		make -s -C "$work/patch1" O="$obj" olddefconfig &&
+		"$tree"/scripts/config --file "$obj/.config" -d RUST &&
+			make -s -C "$work/patch1" O="$obj" olddefconfig &&
 			nice -n 10 make -s -C "$work/patch1" O="$obj" W=1 -j"$jobs" fs/binfmt_elf.o fs/exec.o
 	} >"$out/patch1.log" 2>&1 || s=$?
 	grep -E 'warning:|error:' "$out/patch1.log" >>"$out/patch1.fail" || true
 	grep -q '^CONFIG_BINFMT_APE' "$obj/.config" && echo "BINFMT_APE is configured" >>"$out/patch1.fail"
+	grep -q '^CONFIG_RUST=y' "$obj/.config" && echo "RUST is configured" >>"$out/patch1.fail"
 	[ "$obj/fs/binfmt_elf.o" -nt "$kbuild/fs/binfmt_elf.o" ] ||
 		echo "fs/binfmt_elf.o was not rebuilt" >>"$out/patch1.fail"
 	[ ! -s "$out/patch1.fail" ] || s=1
