@@ -77,14 +77,17 @@ for f in "${changed[@]}"; do
 	esac
 done
 
-# gate NAME STATUS FAIL: prints and records the result, and under a failure the first lines of
-# FAIL, what failed it.
+# gate NAME STATUS FAIL [LOG]: prints and records the result. FAIL holds what failed the gate
+# (warnings in its scope, missing pages, objects not rebuilt): anything there fails it too, and
+# a failure shows it, then LOG's tail.
 gate() {
-	local line
-	if [ "$2" = 0 ]; then line="ok - $1"; else line="not ok - $1"; fi
+	local line s=$2
+	[ ! -s "$3" ] || s=1
+	if [ "$s" = 0 ]; then line="ok - $1"; else line="not ok - $1"; fi
 	echo "$line" | tee -a "$out/results.new"
-	if [ "$2" != 0 ]; then
-		{ head -n 60 "$3" 2>/dev/null || true; } | sed 's/^/# /' | tee -a "$out/results.new"
+	if [ "$s" != 0 ]; then
+		{ { cat "$3" 2>/dev/null; [ -z "${4:-}" ] || tail -n 20 "$4"; } | head -n 60 || true; } |
+			sed 's/^/# /' | tee -a "$out/results.new"
 	fi
 	log "$line"
 }
@@ -109,7 +112,7 @@ tree_gates() {
 	# --- rustfmtcheck: every Rust file of the tree, as `make rustfmtcheck` checks it. -----------
 	s=0
 	make -s -C "$tree" LLVM=1 rustfmtcheck >"$out/rustfmt.log" 2>&1 || s=$?
-	[ ! -s "$out/rustfmt.log" ] || s=1
+	# Any output is a diff.
 	gate "make LLVM=1 rustfmtcheck" "$s" "$out/rustfmt.log"
 
 	# --- htmldocs for the admin guide: the page builds, the index links it, no warning in the
@@ -125,10 +128,8 @@ tree_gates() {
 	[ -e "$html/binfmt-ape.html" ] || echo "no admin-guide/binfmt-ape.html" >>"$out/htmldocs.fail"
 	grep -q 'href="binfmt-ape.html"' "$html/index.html" 2>/dev/null ||
 		echo "admin-guide/index.html does not link binfmt-ape.html" >>"$out/htmldocs.fail"
-	[ ! -s "$out/htmldocs.fail" ] || s=1
-	[ "$s" = 0 ] || tail -n 20 "$out/htmldocs.log" >>"$out/htmldocs.fail"
 	gate "make htmldocs SPHINXDIRS=admin-guide: binfmt-ape.html, linked from the index, no warning in ${doc_files[*]}" \
-		"$s" "$out/htmldocs.fail"
+		"$s" "$out/htmldocs.fail" "$out/htmldocs.log"
 
 	# --- spdxcheck.py on every file the series adds or changes; a tag on each file it adds. ------
 	s=0
@@ -142,9 +143,7 @@ tree_gates() {
 		head -n 3 "$tree/$f" | grep -q 'SPDX-License-Identifier: ' ||
 			echo "$f: no SPDX-License-Identifier" >>"$out/spdx.fail"
 	done < <(git -C "$tree" diff --no-renames --name-only --diff-filter=A "$base" HEAD)
-	[ ! -s "$out/spdx.fail" ] || s=1
 	gate "scripts/spdxcheck.py: the series' ${#changed[@]} files, a tag on each it adds" "$s" "$out/spdx.fail"
-
 }
 
 # The gates that need the kernel built.
@@ -159,10 +158,8 @@ build_gates() {
 	grep -q 'CLIPPY.*fs/binfmt_ape/binfmt_ape.o' "$out/clippy.log" ||
 		{ echo "clippy did not build fs/binfmt_ape/binfmt_ape.o"; s=1; } >>"$out/clippy.fail"
 	diagnostics_in_series "$out/clippy.log" >>"$out/clippy.fail"
-	[ ! -s "$out/clippy.fail" ] || s=1
-	[ "$s" = 0 ] || tail -n 30 "$out/clippy.log" >>"$out/clippy.fail"
 	gate "make CLIPPY=1 rust/ fs/binfmt_ape/: no warning in the series' ${#rust_files[@]} Rust files" \
-		"$s" "$out/clippy.fail"
+		"$s" "$out/clippy.fail" "$out/clippy.log"
 
 	# --- rustdoc: make rustdoc (the kernel crate: kernel::binfmt, kernel::sysctl), and binfmt_ape
 	# the same way (make rustdoc documents rust/ only): every public item documented
@@ -201,10 +198,8 @@ build_gates() {
 			{ echo "no rustdoc page for binfmt_ape"; s=1; } >>"$out/rustdoc.fail"
 	fi
 	diagnostics_in_series "$out/rustdoc.log" >>"$out/rustdoc.fail"
-	[ ! -s "$out/rustdoc.fail" ] || s=1
-	[ "$s" = 0 ] || grep -E '^(warning|error)' "$out/rustdoc.log" >>"$out/rustdoc.fail" || true
 	gate "make rustdoc, and rustdoc on binfmt_ape: no warning in the series, public items documented" \
-		"$s" "$out/rustdoc.fail"
+		"$s" "$out/rustdoc.fail" "$out/rustdoc.log"
 	rm -rf "$obj"
 
 	# --- W=1 for the C the series changes: binfmt_elf's entry point and the Rust helpers. --------
@@ -216,9 +211,7 @@ build_gates() {
 	grep -E 'warning:|error:' "$out/w1.log" >>"$out/w1.fail" || true
 	[ "$obj/fs/binfmt_elf.o" -nt "$kbuild/fs/binfmt_elf.o" ] ||
 		echo "fs/binfmt_elf.o was not rebuilt" >>"$out/w1.fail"
-	[ ! -s "$out/w1.fail" ] || s=1
-	[ "$s" = 0 ] || tail -n 30 "$out/w1.log" >>"$out/w1.fail"
-	gate "make W=1 fs/binfmt_elf.o rust/helpers/helpers.o: no warning" "$s" "$out/w1.fail"
+	gate "make W=1 fs/binfmt_elf.o rust/helpers/helpers.o: no warning" "$s" "$out/w1.fail" "$out/w1.log"
 	rm -rf "$obj"
 
 	# --- Patch 1 alone: the entry point with no user. BINFMT_APE does not exist yet, nor is RUST
@@ -238,12 +231,9 @@ build_gates() {
 	grep -q '^CONFIG_RUST=y' "$obj/.config" && echo "RUST is configured" >>"$out/patch1.fail"
 	[ "$obj/fs/binfmt_elf.o" -nt "$kbuild/fs/binfmt_elf.o" ] ||
 		echo "fs/binfmt_elf.o was not rebuilt" >>"$out/patch1.fail"
-	[ ! -s "$out/patch1.fail" ] || s=1
-	[ "$s" = 0 ] || tail -n 30 "$out/patch1.log" >>"$out/patch1.fail"
 	gate "patch 1 alone ($(git -C "$tree" log -1 --format=%s "$first")), no Rust: W=1 builds fs/binfmt_elf.o, fs/exec.o" \
-		"$s" "$out/patch1.fail"
+		"$s" "$out/patch1.fail" "$out/patch1.log"
 	rm -rf "$obj" "$work/patch1"
-
 }
 
 run() {
