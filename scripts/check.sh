@@ -89,7 +89,7 @@ result() { # result NAME STATUS
 count_kunit() { # count_kunit LOG TAG
 	local boot suites finished plan ok notok skip
 	boot=$(sed '/binfmt-ape-guest: start$/q' "$1")
-	# The suites the kernel was configured with (KUNIT_SUITES, from its .config) must have run:
+	# The suites the kernel was asked for (KUNIT_SUITES, from its config fragment) must have run:
 	# a console that does not show one is a failure, not nothing to count.
 	local suite
 	for suite in ${KUNIT_SUITES:-}; do
